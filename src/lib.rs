@@ -1,0 +1,23 @@
+//! fluxgate: image generation at the edge.
+//!
+//! Everything outside `edge` is plain Rust with no Workers types, unit-tested
+//! natively with `cargo test`. `edge` (wasm32 only) is the thin glue that binds
+//! those functions to requests, R2, KV and outbound fetch.
+
+pub mod backoff;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod http_range;
+pub mod image_id;
+pub mod input_schema;
+pub mod metadata;
+pub mod output;
+pub mod prediction;
+pub mod routes;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
+
+/// The service version reported by `/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
