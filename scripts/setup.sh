@@ -23,8 +23,9 @@ have cargo || have /usr/bin/cargo || die "cargo is not installed (install Rust w
 stamp=node_modules/.fluxgate-installed
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
   say "installing npm packages"
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error >&2
-  else npm install --no-audit --no-fund --loglevel=error >&2; fi
+  # `npm install` follows package-lock.json; `npm ci` trips over the lock's
+  # nested optional platform packages (workerd) on some npm versions.
+  npm install --no-audit --no-fund --loglevel=error >&2 || die "npm install failed"
   touch "$stamp"
 fi
 [ -x node_modules/.bin/node ] || die "node_modules/.bin/node (Node 22) is missing after npm install"
@@ -36,12 +37,15 @@ has_wasm_std() { # $1 = rustc binary
   [ -d "$sysroot/lib/rustlib/wasm32-unknown-unknown/lib" ] && ls "$sysroot/lib/rustlib/wasm32-unknown-unknown/lib/"libstd-*.rlib >/dev/null 2>&1
 }
 
+# FLUXGATE_RUST=debian skips rustup (to exercise the fallback on a machine where rustup works).
 RUST_BIN=""
-if have rustc && has_wasm_std "$(command -v rustc)"; then
+if [ "${FLUXGATE_RUST:-}" = debian ] && has_wasm_std /usr/bin/rustc 2>/dev/null; then
+  RUST_BIN=/usr/bin
+elif [ "${FLUXGATE_RUST:-}" != debian ] && have rustc && has_wasm_std "$(command -v rustc)"; then
   RUST_BIN=$(dirname "$(command -v rustc)")
 elif have /usr/bin/rustc && has_wasm_std /usr/bin/rustc; then
   RUST_BIN=/usr/bin
-elif have rustup && timeout 25 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 && has_wasm_std "$(command -v rustc)"; then
+elif [ "${FLUXGATE_RUST:-}" != debian ] && have rustup && timeout 25 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 && has_wasm_std "$(command -v rustc)"; then
   RUST_BIN=$(dirname "$(command -v rustc)")
 else
   say "rustup cannot fetch the wasm32 target; using Debian's rustc-web with a wasm32 std built from source"

@@ -1,1 +1,277 @@
-//! (in progress)
+//! The KV record of one image, its key, and the small summary stored as the
+//! key's KV metadata so images can be listed without reading every record.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// The prefix of every image record's KV key.
+pub const KEY_PREFIX: &str = "image:";
+/// The most bytes KV accepts as a key's metadata, serialized.
+pub const MAX_KV_METADATA_BYTES: usize = 1024;
+/// Budgets, in serialized JSON bytes, of the summary's free-text fields; with
+/// the keys they stay far below `MAX_KV_METADATA_BYTES`.
+const CONTENT_TYPE_BUDGET: usize = 128;
+const PREDICTION_ID_BUDGET: usize = 256;
+const CREATED_AT_BUDGET: usize = 64;
+
+/// Whether an image's bytes are in R2 yet.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreStatus {
+    /// Known, not stored yet (or being stored).
+    Pending,
+    /// In R2.
+    Stored,
+    /// Storing failed; `last_error` says why.
+    Failed,
+}
+
+impl StoreStatus {
+    /// The name stored in KV, e.g. `"stored"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StoreStatus::Pending => "pending",
+            StoreStatus::Stored => "stored",
+            StoreStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What is known about one image: where it came from and whether it is stored.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ImageRecord {
+    /// The image id (see `image_id`), also its R2 key.
+    pub id: String,
+    /// The Replicate prediction it is an output of.
+    pub prediction_id: String,
+    /// Its position in the prediction's outputs.
+    pub index: usize,
+    /// `owner/name` of the model.
+    pub model: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The validated model input; never a token (see `strip_secrets`).
+    #[serde(default)]
+    pub input: Value,
+    /// RFC 3339, as Replicate gave it.
+    pub created_at: String,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Bytes, once stored.
+    #[serde(default)]
+    pub size: Option<u64>,
+    pub status: StoreStatus,
+    /// The upstream output URL while it may still be valid; `None` for
+    /// `data:` outputs.
+    #[serde(default)]
+    pub source_url: Option<String>,
+    /// How many times storing has been tried.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// The KV key of an image's record: `image:<id>`.
+pub fn kv_key(image_id: &str) -> String {
+    format!("{KEY_PREFIX}{image_id}")
+}
+
+/// The KV metadata summarising `record`: `status`, `content_type`, `size`,
+/// `prediction_id`, `created_at`. Text fields are cut to fixed budgets so the
+/// serialized summary always stays under `MAX_KV_METADATA_BYTES`.
+pub fn kv_metadata(record: &ImageRecord) -> Value {
+    json!({
+        "status": record.status.as_str(),
+        "content_type": record.content_type.as_deref().map(|ct| fit_json(ct, CONTENT_TYPE_BUDGET)),
+        "size": record.size,
+        "prediction_id": fit_json(&record.prediction_id, PREDICTION_ID_BUDGET),
+        "created_at": fit_json(&record.created_at, CREATED_AT_BUDGET),
+    })
+}
+
+/// Removes every key whose name contains `token` (any case), such as
+/// `replicate_token`, from `input` and from any object nested in it.
+pub fn strip_secrets(input: &mut Map<String, Value>) {
+    input.retain(|key, _| !key.to_ascii_lowercase().contains("token"));
+    for value in input.values_mut() {
+        strip_nested(value);
+    }
+}
+
+fn strip_nested(value: &mut Value) {
+    match value {
+        Value::Object(object) => strip_secrets(object),
+        Value::Array(items) => items.iter_mut().for_each(strip_nested),
+        _ => {}
+    }
+}
+
+/// The longest prefix of `text` whose JSON string form (quotes included)
+/// takes at most `budget` bytes.
+fn fit_json(text: &str, budget: usize) -> &str {
+    let mut used = 2;
+    for (at, c) in text.char_indices() {
+        used += json_len(c);
+        if used > budget {
+            return text.get(..at).unwrap_or_default();
+        }
+    }
+    text
+}
+
+/// Bytes `c` takes inside a JSON string, at most.
+fn json_len(c: char) -> usize {
+    match c {
+        '"' | '\\' => 2,
+        c if c.is_control() => 6,
+        c => c.len_utf8(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ImageRecord {
+        ImageRecord {
+            id: "01jhmppcn8v2r5gfmmk800p3v8.webp".into(),
+            prediction_id: "ctdwaehfz1rm80cmd5nsjd8114".into(),
+            index: 0,
+            model: "black-forest-labs/flux-schnell".into(),
+            version: None,
+            input: json!({"prompt": "a cat", "go_fast": true}),
+            created_at: "2025-01-15T10:03:39.896Z".into(),
+            content_type: Some("image/webp".into()),
+            size: Some(52_311),
+            status: StoreStatus::Stored,
+            source_url: Some("https://replicate.delivery/xezq/abc/out-0.webp".into()),
+            attempts: 1,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(kv_key("01jhmppcn8v2r5gfmmk800p3v8.png"), "image:01jhmppcn8v2r5gfmmk800p3v8.png");
+        assert!(kv_key(&"x".repeat(30)).len() <= 512);
+    }
+
+    #[test]
+    fn records_round_trip_with_lowercase_status() {
+        let r = record();
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""status":"stored""#), "{text}");
+        assert_eq!(serde_json::from_str::<ImageRecord>(&text).unwrap(), r);
+        for (status, name) in
+            [(StoreStatus::Pending, "pending"), (StoreStatus::Stored, "stored"), (StoreStatus::Failed, "failed")]
+        {
+            assert_eq!(serde_json::to_value(status).unwrap(), json!(name));
+            assert_eq!(status.as_str(), name);
+        }
+    }
+
+    #[test]
+    fn records_missing_optional_fields_still_parse() {
+        let minimal = json!({
+            "id": "i", "prediction_id": "p", "index": 2, "model": "o/m",
+            "created_at": "2025-01-15T10:03:39.896Z", "status": "pending",
+        });
+        let r: ImageRecord = serde_json::from_value(minimal).unwrap();
+        assert_eq!((r.index, r.attempts, r.status), (2, 0, StoreStatus::Pending));
+        assert_eq!((r.version, r.content_type, r.size, r.source_url, r.last_error), (None, None, None, None, None));
+        assert_eq!(r.input, Value::Null);
+        assert!(serde_json::from_value::<ImageRecord>(json!({"id": "i"})).is_err());
+        assert!(serde_json::from_value::<ImageRecord>(json!({
+            "id": "i", "prediction_id": "p", "index": 0, "model": "o/m", "created_at": "t", "status": "lost",
+        }))
+        .is_err());
+    }
+
+    #[test]
+    fn metadata_summarises_the_record() {
+        assert_eq!(
+            kv_metadata(&record()),
+            json!({
+                "status": "stored",
+                "content_type": "image/webp",
+                "size": 52_311,
+                "prediction_id": "ctdwaehfz1rm80cmd5nsjd8114",
+                "created_at": "2025-01-15T10:03:39.896Z",
+            })
+        );
+        let pending = ImageRecord { status: StoreStatus::Pending, content_type: None, size: None, ..record() };
+        let m = kv_metadata(&pending);
+        assert_eq!(
+            (m["status"].as_str(), &m["content_type"], &m["size"]),
+            (Some("pending"), &Value::Null, &Value::Null)
+        );
+    }
+
+    #[test]
+    fn metadata_stays_small_with_huge_values() {
+        for filler in ["x", "\"", "\u{1}", "é", "😀", "\\"] {
+            let long = filler.repeat(5000);
+            let r = ImageRecord {
+                prediction_id: long.clone(),
+                created_at: long.clone(),
+                content_type: Some(long.clone()),
+                size: Some(u64::MAX),
+                input: json!({"prompt": long}),
+                ..record()
+            };
+            let m = kv_metadata(&r);
+            let serialized = serde_json::to_string(&m).unwrap();
+            assert!(serialized.len() < MAX_KV_METADATA_BYTES, "{filler:?}: {} bytes", serialized.len());
+            let id = m["prediction_id"].as_str().unwrap();
+            assert!(!id.is_empty() && long.starts_with(id), "{filler:?}");
+            assert_eq!(m["size"], json!(u64::MAX));
+        }
+    }
+
+    #[test]
+    fn fit_json_cuts_on_char_boundaries_within_budget() {
+        assert_eq!(fit_json("abc", 5), "abc");
+        assert_eq!(fit_json("abcd", 5), "abc");
+        assert_eq!(fit_json("", 2), "");
+        assert_eq!(fit_json("a", 2), "");
+        assert_eq!(fit_json("éé", 5), "é");
+        assert_eq!(fit_json("a\"b", 5), "a\"");
+        assert_eq!(fit_json("a\"b", 4), "a");
+        for text in ["plain", "quo\"te", "tab\there", "ünï", "😀😀"] {
+            for budget in 2..20 {
+                let cut = fit_json(text, budget);
+                assert!(serde_json::to_string(cut).unwrap().len() <= budget, "{text:?} {budget}");
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_are_stripped_at_every_depth() {
+        let mut input = match json!({
+            "prompt": "a cat",
+            "replicate_token": "r8_x",
+            "HF_TOKEN": "hf_x",
+            "apiToken": "t",
+            "tokenizer": "kept? no: contains token",
+            "seed": 1,
+            "nested": {"access_token": "a", "keep": 1, "deeper": [{"my_token": "b", "ok": true}]},
+        }) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        strip_secrets(&mut input);
+        assert_eq!(
+            Value::Object(input),
+            json!({"prompt": "a cat", "seed": 1, "nested": {"keep": 1, "deeper": [{"ok": true}]}})
+        );
+    }
+
+    #[test]
+    fn stripping_leaves_clean_inputs_alone() {
+        let original = json!({"prompt": "token in a value is fine", "go_fast": true, "list": [1, "token"]});
+        let mut input = original.as_object().unwrap().clone();
+        strip_secrets(&mut input);
+        assert_eq!(Value::Object(input), original);
+    }
+}

@@ -3,6 +3,10 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
+    GenerateGet,
+    GeneratePost,
+    /// `GET|HEAD /image/{id}`; the id is checked by the handler.
+    Image(String),
     /// Anything no route serves: a JSON 404.
     NotFound,
     /// The path exists, but not for this method.
@@ -13,7 +17,15 @@ pub fn resolve(method: &str, path: &str) -> Route {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     match path {
         "/health" => only(method, "GET, HEAD", Route::Health),
-        _ => Route::NotFound,
+        "/generate" => match method {
+            "GET" => Route::GenerateGet,
+            "POST" => Route::GeneratePost,
+            _ => Route::MethodNotAllowed { allowed: "GET, POST" },
+        },
+        _ => match path.strip_prefix("/image/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => only(method, "GET, HEAD", Route::Image(id.to_owned())),
+            _ => Route::NotFound,
+        },
     }
 }
 
@@ -38,9 +50,26 @@ mod tests {
     }
 
     #[test]
+    fn generate_by_method() {
+        assert_eq!(resolve("GET", "/generate"), Route::GenerateGet);
+        assert_eq!(resolve("POST", "/generate"), Route::GeneratePost);
+        assert_eq!(resolve("DELETE", "/generate"), Route::MethodNotAllowed { allowed: "GET, POST" });
+    }
+
+    #[test]
+    fn image_takes_one_segment() {
+        assert_eq!(resolve("GET", "/image/abc.png"), Route::Image("abc.png".into()));
+        assert_eq!(resolve("HEAD", "/image/abc.png"), Route::Image("abc.png".into()));
+        assert_eq!(resolve("PUT", "/image/abc.png"), Route::MethodNotAllowed { allowed: "GET, HEAD" });
+        assert_eq!(resolve("GET", "/image/"), Route::NotFound);
+        assert_eq!(resolve("GET", "/image/a/b.png"), Route::NotFound);
+    }
+
+    #[test]
     fn unknown_paths_are_not_found() {
         assert_eq!(resolve("GET", "/"), Route::NotFound);
         assert_eq!(resolve("GET", "/healthz"), Route::NotFound);
         assert_eq!(resolve("GET", "/health/x"), Route::NotFound);
+        assert_eq!(resolve("GET", "/image"), Route::NotFound);
     }
 }

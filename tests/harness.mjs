@@ -25,19 +25,44 @@ function compatibilityDate() {
   return text.match(/^compatibility_date\s*=\s*"([^"]+)"/m)[1];
 }
 
+let sharedEmulator;
 let started;
+const variants = new Map();
+
+function emulator() {
+  sharedEmulator ??= startEmulator({ tokens: [SERVICE_REPLICATE_TOKEN, USER_REPLICATE_TOKEN], predictMs: 150 });
+  return sharedEmulator;
+}
 
 /** The shared worker: `{ url, mf, emulator, fetch(path, init) }`. */
 export function worker() {
-  started ??= start();
+  started ??= start({});
   return started;
 }
 
-async function start() {
-  const emulator = await startEmulator({
-    tokens: [SERVICE_REPLICATE_TOKEN, USER_REPLICATE_TOKEN],
-    predictMs: 150,
-  });
+/**
+ * Another worker instance with some bindings changed (operator settings),
+ * against the same emulator; one per distinct set of overrides.
+ */
+export function workerWith(overrides) {
+  const key = JSON.stringify(overrides);
+  if (!variants.has(key)) variants.set(key, start(overrides));
+  return variants.get(key);
+}
+
+async function start(overrides) {
+  const emu = await emulator();
+  const bindings = {
+    ...wranglerVars(),
+    REPLICATE_API_BASE: emu.url,
+    EXTRA_OUTPUT_HOSTS: new URL(emu.url).host,
+    REPLICATE_WAIT_SECONDS: "5",
+    GENERATION_TIMEOUT_SECONDS: "10",
+    AUTH_TOKEN,
+    REPLICATE_API_TOKEN: SERVICE_REPLICATE_TOKEN,
+    ...overrides,
+  };
+  for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
   const mf = new Miniflare({
     rootPath: root,
     scriptPath: "build/index.js",
@@ -46,28 +71,94 @@ async function start() {
     compatibilityDate: compatibilityDate(),
     r2Buckets: ["IMAGES"],
     kvNamespaces: ["IMAGE_META"],
-    bindings: {
-      ...wranglerVars(),
-      REPLICATE_API_BASE: emulator.url,
-      EXTRA_OUTPUT_HOSTS: new URL(emulator.url).host,
-      REPLICATE_WAIT_SECONDS: "5",
-      GENERATION_TIMEOUT_SECONDS: "10",
-      AUTH_TOKEN,
-      REPLICATE_API_TOKEN: SERVICE_REPLICATE_TOKEN,
-    },
+    bindings,
   });
   const url = await mf.ready;
   return {
     url,
     mf,
-    emulator,
+    emulator: emu,
     fetch: (path, init) => fetch(new URL(path, url), { redirect: "manual", ...init }),
   };
 }
 
 after(async () => {
-  if (!started) return;
-  const { mf, emulator } = await started;
-  await mf.dispose();
-  await emulator.close();
+  for (const w of [started, ...variants.values()]) if (w) await (await w).mf.dispose();
+  if (sharedEmulator) await (await sharedEmulator).close();
 });
+
+/** A prompt no other test uses, so emulator rules and logs can be scoped to it. */
+let counter = 0;
+export function uniquePrompt(what = "test") {
+  counter += 1;
+  return `${what} ${process.pid}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Adds an emulator rule (see emulator/rules.mjs). */
+export async function addRule(rule) {
+  const emu = await emulator();
+  const res = await fetch(`${emu.url}/_control/rules`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(rule),
+  });
+  assertOk(res, "adding an emulator rule");
+  return res.json();
+}
+
+export async function clearRules() {
+  const emu = await emulator();
+  await fetch(`${emu.url}/_control/rules`, { method: "DELETE" });
+}
+
+/** What the emulator received, optionally only requests whose path contains `path`. */
+export async function received(path = "") {
+  const emu = await emulator();
+  const res = await fetch(`${emu.url}/_control/requests?path=${encodeURIComponent(path)}`);
+  assertOk(res, "reading the emulator's request log");
+  return res.json();
+}
+
+/** The create requests the emulator received for `prompt`. */
+export async function createsFor(prompt) {
+  return (await received("/predictions")).filter((r) => r.method === "POST" && r.body?.input?.prompt === prompt);
+}
+
+function assertOk(res, what) {
+  if (!res.ok) throw new Error(`${what}: HTTP ${res.status}`);
+}
+
+/** Polls `check` until it returns a truthy value or `ms` pass. */
+export async function eventually(check, ms = 8000, what = "condition") {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** POST /generate with a JSON body. */
+export async function generate(w, body, headers = { authorization: `Bearer ${AUTH_TOKEN}` }) {
+  return w.fetch("/generate", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+/** The KV record of an image, parsed. */
+export async function record(w, id) {
+  const kv = await w.mf.getKVNamespace("IMAGE_META");
+  const value = await kv.get(`image:${id}`);
+  return value && JSON.parse(value);
+}
+
+/** Waits until the image is stored in R2 and its record says so. */
+export async function stored(w, id) {
+  return eventually(async () => {
+    const r = await record(w, id);
+    return r?.status === "stored" && r;
+  }, 10000, `image ${id} to be stored`);
+}

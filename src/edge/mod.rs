@@ -1,12 +1,20 @@
 //! The Workers glue: the fetch entry point dispatching to one handler per
-//! route group. Handlers return `Result<Response, ApiError>`; every error
-//! leaves as the shared JSON shape.
+//! route group, and the cron that retries failed copies. Handlers return
+//! `Result<Response, ApiError>`; every error leaves as the shared JSON shape.
 
+mod cron;
+mod generate;
 mod health;
+mod image;
+mod net;
+mod replicate;
 mod respond;
+mod store;
 
 use worker::{event, Context, Env, Request, Response, Result};
 
+use crate::config::Config;
+use crate::credentials::ServiceSecrets;
 use crate::error::ApiError;
 use crate::routes::{self, Route};
 
@@ -20,12 +28,47 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let route = routes::resolve(req.method().as_ref(), &req.path());
     let answer = match route {
         Route::Health => health::get(&env),
         Route::NotFound => Err(ApiError::not_found()),
         Route::MethodNotAllowed { allowed } => Err(ApiError::method_not_allowed(allowed)),
+        Route::Image(id) => image::get(&req, &env, &id).await,
+        Route::GenerateGet => match config(&env) {
+            Ok(config) => generate::get(req, env, &ctx, &config).await,
+            Err(e) => Err(e),
+        },
+        Route::GeneratePost => match config(&env) {
+            Ok(config) => generate::post(req, env, &ctx, &config).await,
+            Err(e) => Err(e),
+        },
     };
-    Ok(answer.unwrap_or_else(|e| respond::error(&e)))
+    Ok(answer.unwrap_or_else(|e| {
+        if e.status >= 500 {
+            worker::console_error!("{e}");
+        }
+        respond::error(&e)
+    }))
+}
+
+pub fn config(env: &Env) -> std::result::Result<Config, ApiError> {
+    Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
+}
+
+/// The service's secrets, read per request.
+pub struct Secrets {
+    auth_token: Option<String>,
+    replicate_token: Option<String>,
+}
+
+impl Secrets {
+    pub fn borrow(&self) -> ServiceSecrets<'_> {
+        ServiceSecrets { auth_token: self.auth_token.as_deref(), replicate_token: self.replicate_token.as_deref() }
+    }
+}
+
+pub fn secrets(env: &Env) -> Secrets {
+    let read = |name: &str| env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.is_empty());
+    Secrets { auth_token: read("AUTH_TOKEN"), replicate_token: read("REPLICATE_API_TOKEN") }
 }

@@ -1,0 +1,312 @@
+//! `GET /generate?prompt=...` (302 to the image) and `POST /generate` (JSON).
+
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+use worker::{Context, Env, Request, Response, Url};
+
+use super::net::{now_ms, sleep_ms};
+use super::replicate::Replicate;
+use super::store::{Store, COPY_ATTEMPTS};
+use super::{respond, secrets};
+use crate::backoff::poll_delay_ms;
+use crate::config::Config;
+use crate::credentials::{self, CredentialSources};
+use crate::error::ApiError;
+use crate::image_id::{image_id, rfc3339_to_ms};
+use crate::input_schema;
+use crate::metadata::{strip_secrets, ImageRecord, StoreStatus};
+use crate::output::{classify_output, ext_from_url, OutputSource};
+use crate::prediction::{failure, timed_out, Prediction, Status};
+
+/// Largest accepted POST body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const WEBHOOK_EVENTS: [&str; 4] = ["start", "output", "logs", "completed"];
+
+/// What a generate request asks for, whichever form it came in.
+struct Job {
+    input: Map<String, Value>,
+    webhook: Option<String>,
+    webhook_events_filter: Option<Value>,
+}
+
+pub async fn get(req: Request, env: Env, ctx: &Context, config: &Config) -> Result<Response, ApiError> {
+    let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
+    let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let query_token = pairs.iter().find(|(k, _)| k == "replicate_token").map(|(_, v)| v.as_str());
+    let header_token = req.headers().get("X-Replicate-Token").ok().flatten();
+    let authorization = req.headers().get("Authorization").ok().flatten();
+    let secrets = secrets(&env);
+    let credential = credentials::resolve(
+        &CredentialSources {
+            header_token: header_token.as_deref(),
+            body_token: None,
+            query_token,
+            authorization: authorization.as_deref(),
+        },
+        &secrets.borrow(),
+        config.allow_user_tokens,
+    )?;
+    let input = input_schema::input_from_query(&config.model, &pairs)?;
+    let job = Job { input, webhook: None, webhook_events_filter: None };
+    let images = generate(&env, ctx, config, &url, &Replicate::new(&config.api_base, &credential), job).await?;
+    let first = images.first().ok_or_else(ApiError::internal)?;
+    let location = first.1.clone();
+    let mut response = respond::json(302, &json!({ "id": first.0, "imageUrl": location }))?;
+    response.headers_mut().set("Location", &location).map_err(|_| ApiError::internal())?;
+    Ok(response)
+}
+
+pub async fn post(mut req: Request, env: Env, ctx: &Context, config: &Config) -> Result<Response, ApiError> {
+    let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
+    let body = read_json_object(&mut req).await?;
+    let (body_token, job) = parse_body(body, config)?;
+    let header_token = req.headers().get("X-Replicate-Token").ok().flatten();
+    let authorization = req.headers().get("Authorization").ok().flatten();
+    let secrets = secrets(&env);
+    let credential = credentials::resolve(
+        &CredentialSources {
+            header_token: header_token.as_deref(),
+            body_token: body_token.as_deref(),
+            query_token: None,
+            authorization: authorization.as_deref(),
+        },
+        &secrets.borrow(),
+        config.allow_user_tokens,
+    )?;
+    let replicate = Replicate::new(&config.api_base, &credential);
+    let prediction_input = job.input.clone();
+    let images = generate(&env, ctx, config, &url, &replicate, job).await?;
+    let (first_id, first_url) = images.first().cloned().ok_or_else(ApiError::internal)?;
+    let mut body = json!({
+        "id": first_id,
+        "imageUrl": first_url,
+        "model": config.model,
+    });
+    if let Some(seed) = prediction_input.get("seed") {
+        body["seed"] = seed.clone();
+    }
+    if images.len() > 1 {
+        body["images"] = images.iter().map(|(id, url)| json!({ "id": id, "imageUrl": url })).collect();
+    }
+    respond::json(200, &body)
+}
+
+/// Reads a JSON object body: the right Content-Type, within the size limit.
+async fn read_json_object(req: &mut Request) -> Result<Map<String, Value>, ApiError> {
+    let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "application/json" {
+        return Err(ApiError::new(415, "Unsupported Media Type").with_details("Content-Type must be application/json"));
+    }
+    let too_large = || {
+        ApiError::new(413, "Request body too large").with_details(format!("the limit is {MAX_BODY_BYTES} bytes"))
+    };
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    if let Ok(mut stream) = req.stream() {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
+            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("Missing request body").with_details("send a JSON object with a prompt"));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("Request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request("Invalid JSON body").with_details(e.to_string())),
+    }
+}
+
+/// The seed's three body forms: `{prompt, ...}`; `{input: {...}}`; and either
+/// plus `webhook`/`webhook_events_filter`. `replicate_token` may ride along.
+fn parse_body(mut body: Map<String, Value>, config: &Config) -> Result<(Option<String>, Job), ApiError> {
+    let token = match body.remove("replicate_token") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(ApiError::bad_request("Invalid input").with_details("replicate_token must be a string")),
+    };
+    let webhook = match body.remove("webhook") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if is_https_url(&s) => Some(s),
+        Some(_) => return Err(ApiError::bad_request("Invalid input").with_details("webhook must be an https:// URL")),
+    };
+    let webhook_events_filter = match body.remove("webhook_events_filter") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(events))
+            if !events.is_empty() && events.iter().all(|e| e.as_str().is_some_and(|e| WEBHOOK_EVENTS.contains(&e))) =>
+        {
+            Some(Value::Array(events))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request("Invalid input")
+                .with_details(format!("webhook_events_filter must be a list of: {}", WEBHOOK_EVENTS.join(", "))))
+        }
+    };
+    if webhook_events_filter.is_some() && webhook.is_none() {
+        return Err(ApiError::bad_request("Invalid input").with_details("webhook_events_filter needs a webhook"));
+    }
+    let input = match body.remove("input") {
+        Some(Value::Object(input)) => {
+            if let Some(extra) = body.keys().next() {
+                return Err(ApiError::bad_request("Invalid input")
+                    .with_details(format!("Unknown field '{extra}' next to 'input'; put model inputs inside 'input'")));
+            }
+            input
+        }
+        Some(_) => return Err(ApiError::bad_request("Invalid input").with_details("input must be a JSON object")),
+        None => body,
+    };
+    let input = input_schema::validate(&config.model, &input)?;
+    Ok((token, Job { input, webhook, webhook_events_filter }))
+}
+
+fn is_https_url(s: &str) -> bool {
+    s.strip_prefix("https://").is_some_and(|rest| {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && !host.contains('@') && !s.chars().any(char::is_whitespace)
+    })
+}
+
+/// Runs the model and answers `(id, imageUrl)` per output as soon as Replicate
+/// has them; copying into R2 continues in `wait_until`.
+async fn generate(
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+    request_url: &Url,
+    replicate: &Replicate,
+    job: Job,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let store = Store::from_env(env)?;
+    let prediction = run(ctx, config, replicate, &job).await?;
+    let base = config.public_base_url.clone().unwrap_or_else(|| request_url.origin().ascii_serialization());
+
+    let mut input = job.input;
+    strip_secrets(&mut input);
+    let mut images = Vec::new();
+    let mut pending = Vec::new();
+    for (record, data) in records_for(&prediction, config, &Value::Object(input))? {
+        images.push((record.id.clone(), format!("{base}/image/{}", record.id)));
+        match data {
+            // Inline outputs have no URL to serve from meanwhile: store them now.
+            Some(bytes) => {
+                let stored = store.persist(record, Some(bytes), 1).await;
+                if stored.status != StoreStatus::Stored {
+                    return Err(ApiError::new(502, "Failed to generate image")
+                        .with_details(stored.last_error.unwrap_or_else(|| "could not store the output".into())));
+                }
+            }
+            None => {
+                store.put_record(&record).await?;
+                pending.push(record);
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let env = env.clone();
+        ctx.wait_until(async move {
+            let Ok(store) = Store::from_env(&env) else { return };
+            for record in pending {
+                store.persist(record, None, COPY_ATTEMPTS).await;
+            }
+        });
+    }
+    Ok(images)
+}
+
+/// One KV record per output; inline `data:` outputs come with their bytes.
+pub fn records_for(
+    prediction: &Prediction,
+    config: &Config,
+    input: &Value,
+) -> Result<Vec<(ImageRecord, Option<Vec<u8>>)>, ApiError> {
+    let created_at = prediction.created_at.clone().unwrap_or_default();
+    let created_ms = rfc3339_to_ms(&created_at).unwrap_or_else(now_ms);
+    let requested_ext = input.get("output_format").and_then(Value::as_str).unwrap_or("webp");
+    let mut out = Vec::new();
+    for (index, url) in prediction.output_urls().iter().enumerate() {
+        let (ext, source_url, data) = match classify_output(url, &config.extra_output_hosts)? {
+            OutputSource::Remote(url) => (ext_from_url(&url).unwrap_or(requested_ext), Some(url), None),
+            OutputSource::Data { bytes, .. } => {
+                let kind = crate::output::sniff_image(&bytes)
+                    .ok_or_else(|| ApiError::new(502, "Failed to generate image").with_details("output is not an image"))?;
+                (kind.ext, None, Some(bytes))
+            }
+        };
+        let id = image_id(&prediction.id, created_ms, index, ext);
+        let record = ImageRecord {
+            id,
+            prediction_id: prediction.id.clone(),
+            index,
+            model: prediction.model.clone().unwrap_or_else(|| config.model.clone()),
+            version: prediction.version.clone(),
+            input: input.clone(),
+            created_at: created_at.clone(),
+            content_type: None,
+            size: None,
+            status: StoreStatus::Pending,
+            source_url,
+            attempts: 0,
+            last_error: None,
+        };
+        out.push((record, data));
+    }
+    if out.is_empty() {
+        return Err(ApiError::new(502, "Failed to generate image").with_details("the prediction has no output"));
+    }
+    Ok(out)
+}
+
+/// Creates the prediction and polls it to an end within the deadline.
+async fn run(ctx: &Context, config: &Config, replicate: &Replicate, job: &Job) -> Result<Prediction, ApiError> {
+    let deadline = now_ms() + u64::from(config.deadline_seconds) * 1000;
+    let mut body = Map::new();
+    body.insert("input".into(), Value::Object(job.input.clone()));
+    if let Some(webhook) = &job.webhook {
+        body.insert("webhook".into(), Value::String(webhook.clone()));
+    }
+    if let Some(filter) = &job.webhook_events_filter {
+        body.insert("webhook_events_filter".into(), filter.clone());
+    }
+    let path = match &config.model_version {
+        Some(version) => {
+            body.insert("version".into(), Value::String(version.clone()));
+            "/v1/predictions".to_string()
+        }
+        None => format!("/v1/models/{}/predictions", config.model),
+    };
+    let remaining_secs = deadline.saturating_sub(now_ms()) / 1000;
+    let wait = u64::from(config.wait_seconds).min(remaining_secs.max(1));
+    let mut prediction = replicate.create(&path, &body, wait, deadline).await?;
+    let expected = job.input.get("num_outputs").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let mut attempt = 0;
+    while !finished(&prediction, expected) {
+        let left = deadline.saturating_sub(now_ms());
+        if left == 0 {
+            let id = prediction.id.clone();
+            let cancel = replicate.clone();
+            ctx.wait_until(async move { cancel.cancel(&id).await });
+            return Err(timed_out(&prediction.id));
+        }
+        sleep_ms(poll_delay_ms(attempt).min(left)).await;
+        attempt += 1;
+        prediction = replicate.get(&prediction.id, deadline).await?;
+    }
+    match prediction.status {
+        Status::Succeeded | Status::Processing | Status::Starting => Ok(prediction),
+        _ => Err(failure(&prediction)),
+    }
+}
+
+/// Done: a terminal status, or every expected output already present.
+fn finished(p: &Prediction, expected_outputs: usize) -> bool {
+    p.status.is_terminal() || (p.status == Status::Processing && p.output_urls().len() >= expected_outputs.max(1))
+}

@@ -1,0 +1,169 @@
+//! Replicate's HTTP API: create, read and cancel predictions, with retries
+//! on rate limits and (for reads only) server errors, inside a deadline.
+
+use serde_json::{Map, Value};
+use worker::{Headers, Method, Request, RequestInit};
+
+use super::net::{fetch_with_timeout, now_ms, sleep_ms, NetError};
+use crate::backoff::{parse_retry_after, retry_delay_ms};
+use crate::credentials::Credential;
+use crate::error::ApiError;
+use crate::prediction::{upstream_error, Prediction, TokenKind};
+
+/// How long one read or cancel may take.
+const READ_TIMEOUT_MS: u64 = 15_000;
+/// Slack on top of `Prefer: wait` for a create's answer to arrive.
+const CREATE_SLACK_MS: u64 = 10_000;
+
+/// One answer from Replicate, as received.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: String,
+}
+
+impl Answer {
+    fn retry_after_secs(&self) -> Option<u64> {
+        self.headers.get("Retry-After").ok().flatten().and_then(|v| parse_retry_after(&v))
+    }
+}
+
+#[derive(Clone)]
+pub struct Replicate {
+    base: String,
+    token: String,
+    kind: TokenKind,
+}
+
+impl Replicate {
+    pub fn new(api_base: &str, credential: &Credential) -> Self {
+        let kind = if credential.is_user() { TokenKind::User } else { TokenKind::Service };
+        Self { base: api_base.to_owned(), token: credential.token().to_owned(), kind }
+    }
+
+    /// One call, no retries. `path` starts with `/v1/`.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        extra_headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<Answer, ApiError> {
+        let headers = Headers::new();
+        let set = |k: &str, v: &str| headers.set(k, v).map_err(|_| ApiError::internal());
+        set("Authorization", &format!("Bearer {}", self.token))?;
+        set("Accept", "application/json")?;
+        set("User-Agent", concat!("fluxgate/", env!("CARGO_PKG_VERSION")))?;
+        if body.is_some() {
+            set("Content-Type", "application/json")?;
+        }
+        for (k, v) in extra_headers {
+            set(k, v)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(method).with_headers(headers);
+        if let Some(body) = body {
+            init.with_body(Some(body.into()));
+        }
+        let url = format!("{}{}", self.base, path);
+        let request = Request::new_with_init(&url, &init).map_err(|_| ApiError::internal())?;
+        let answer = fetch_with_timeout(request, timeout_ms, |mut response| async move {
+            let body = response.text().await.map_err(|e| NetError::Failed(e.to_string()))?;
+            Ok(Answer { status: response.status_code(), headers: response.headers().clone(), body })
+        })
+        .await;
+        answer.map_err(|e| match e {
+            NetError::Timeout => ApiError::new(504, "Replicate did not answer in time"),
+            NetError::Failed(why) => {
+                worker::console_warn!("replicate {path}: request failed: {why}");
+                ApiError::new(502, "Replicate API error").with_details("could not reach Replicate")
+            }
+        })
+    }
+
+    /// Creates a prediction, held open by `Prefer: wait` for up to `wait_secs`.
+    /// A 429 is retried (the create was refused, so nothing is paid twice)
+    /// while `deadline_ms` allows; a 5xx is not retried.
+    pub async fn create(
+        &self,
+        path: &str,
+        body: &Map<String, Value>,
+        wait_secs: u64,
+        deadline_ms: u64,
+    ) -> Result<Prediction, ApiError> {
+        let body = Value::Object(body.clone()).to_string();
+        let prefer = format!("wait={wait_secs}");
+        let mut attempt = 0;
+        loop {
+            let answer = self
+                .send(Method::Post, path, Some(&body), &[("Prefer", &prefer)], wait_secs * 1000 + CREATE_SLACK_MS)
+                .await?;
+            if answer.status == 429 && self.wait_for_retry(&answer, attempt, deadline_ms).await {
+                attempt += 1;
+                continue;
+            }
+            return self.prediction(answer);
+        }
+    }
+
+    /// Reads a prediction; 429, 5xx and network failures are retried with
+    /// backoff while `deadline_ms` allows.
+    pub async fn get(&self, id: &str, deadline_ms: u64) -> Result<Prediction, ApiError> {
+        let path = format!("/v1/predictions/{id}");
+        let mut attempt = 0;
+        loop {
+            let result = self.send(Method::Get, &path, None, &[], READ_TIMEOUT_MS).await;
+            let retry = match &result {
+                Ok(answer) if answer.status == 429 || answer.status >= 500 => {
+                    self.wait_for_retry(answer, attempt, deadline_ms).await
+                }
+                Ok(_) => false,
+                Err(_) => {
+                    let delay = retry_delay_ms(attempt);
+                    if now_ms() + delay < deadline_ms {
+                        sleep_ms(delay).await;
+                        true
+                    } else {
+                        false
+                    }
+                }
+            };
+            if retry {
+                attempt += 1;
+                continue;
+            }
+            return self.prediction(result?);
+        }
+    }
+
+    /// Asks Replicate to cancel; failures are only logged.
+    pub async fn cancel(&self, id: &str) {
+        let path = format!("/v1/predictions/{id}/cancel");
+        match self.send(Method::Post, &path, None, &[], READ_TIMEOUT_MS).await {
+            Ok(a) if a.status < 300 => {}
+            Ok(a) => worker::console_warn!("cancel {id}: Replicate answered {}", a.status),
+            Err(e) => worker::console_warn!("cancel {id}: {e}"),
+        }
+    }
+
+    /// Sleeps before a retry when the deadline allows it; false when it does not.
+    async fn wait_for_retry(&self, answer: &Answer, attempt: u32, deadline_ms: u64) -> bool {
+        let delay = answer.retry_after_secs().map(|s| s * 1000).unwrap_or_else(|| retry_delay_ms(attempt));
+        if now_ms() + delay >= deadline_ms {
+            return false;
+        }
+        sleep_ms(delay).await;
+        true
+    }
+
+    fn prediction(&self, answer: Answer) -> Result<Prediction, ApiError> {
+        if !(200..300).contains(&answer.status) {
+            return Err(upstream_error(answer.status, &answer.body, self.kind, answer.retry_after_secs()));
+        }
+        serde_json::from_str(&answer.body).map_err(|e| {
+            worker::console_error!("Replicate answered an unreadable prediction: {e}");
+            ApiError::new(502, "Replicate API error").with_details("unreadable prediction")
+        })
+    }
+}

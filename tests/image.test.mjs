@@ -1,0 +1,198 @@
+// GET/HEAD /image/{id}: stored in R2 after the answer, served with caching
+// headers, conditional and range requests; and what happens when the copy
+// fails.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { addRule, eventually, generate, received, record, stored, uniquePrompt, worker } from "./harness.mjs";
+
+async function generated(w, input) {
+  const res = await generate(w, { input });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+/** The bytes Replicate (the emulator) holds for the image's prediction. */
+async function upstreamBytes(w, id) {
+  const r = await record(w, id);
+  const res = await fetch(r.source_url);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+describe("storing", () => {
+  test("the output is copied into R2 and the record marked stored", async () => {
+    const w = await worker();
+    const { id, predictionId } = await generated(w, { prompt: uniquePrompt("stored"), output_format: "png" });
+    const r = await stored(w, id);
+    assert.equal(r.id, id);
+    assert.equal(r.prediction_id, predictionId);
+    assert.equal(r.model, "black-forest-labs/flux-schnell");
+    assert.equal(r.content_type, "image/png");
+    assert.equal(r.input.output_format, "png");
+    const bucket = await w.mf.getR2Bucket("IMAGES");
+    const object = await bucket.get(id);
+    assert.ok(object, "bytes in R2");
+    const bytes = new Uint8Array(await object.arrayBuffer());
+    assert.equal(r.size, bytes.length);
+    assert.deepEqual(bytes, await upstreamBytes(w, id));
+    assert.equal(object.httpMetadata.contentType, "image/png");
+
+    const kv = await w.mf.getKVNamespace("IMAGE_META");
+    const { keys } = await kv.list({ prefix: `image:${id}` });
+    assert.equal(keys.length, 1);
+    assert.equal(keys[0].metadata.status, "stored");
+    assert.ok(JSON.stringify(keys[0].metadata).length < 1024);
+  });
+
+  test("ids are unguessable, URL-safe, carry the extension and sort by time", async () => {
+    const w = await worker();
+    const a = await generated(w, { prompt: uniquePrompt("first"), output_format: "jpg" });
+    await new Promise((r) => setTimeout(r, 5));
+    const b = await generated(w, { prompt: uniquePrompt("second") });
+    assert.match(a.id, /^[0-9a-z]{26}\.jpg$/);
+    assert.match(b.id, /^[0-9a-z]{26}\.webp$/);
+    assert.ok(a.id < b.id, `${a.id} sorts before ${b.id}`);
+    assert.notEqual(a.id.slice(10, 26), b.id.slice(10, 26));
+  });
+
+  test("a truncated output is never stored half-written; the record says failed", async () => {
+    const w = await worker();
+    const prompt = uniquePrompt("truncated");
+    await addRule({ when: { prompt }, then: { truncate: true } });
+    const { id } = await generated(w, { prompt });
+    const r = await eventually(async () => {
+      const r = await record(w, id);
+      return r?.status === "failed" && r;
+    }, 15000, "the copy to fail");
+    assert.equal(r.attempts, 3);
+    assert.ok(r.last_error);
+    const bucket = await w.mf.getR2Bucket("IMAGES");
+    assert.equal(await bucket.head(id), null, "no partial object in R2");
+  });
+
+  test("the cron retries failed copies while Replicate still has the file", async () => {
+    const w = await worker();
+    const prompt = uniquePrompt("cron");
+    const { id, predictionId } = await generated(w, { prompt });
+    // Fail every copy of this prediction's output until the cron runs.
+    await addRule({ when: { path: `/delivery/${predictionId}/` }, then: { httpStatus: 500 }, times: 3 });
+    // The copy may already have succeeded before the rule landed; then this test proves nothing new.
+    const r = await eventually(async () => {
+      const r = await record(w, id);
+      return r && r.status !== "pending" && r;
+    }, 15000, "the copy attempts to end");
+    if (r.status === "failed") {
+      const bucket = await w.mf.getR2Bucket("IMAGES");
+      assert.equal(await bucket.head(id), null);
+      await (await w.mf.getWorker()).scheduled({ cron: "*/5 * * * *" });
+      await stored(w, id);
+      assert.ok(await bucket.head(id));
+    }
+  });
+});
+
+describe("serving", () => {
+  test("GET streams the bytes with type, length, strong ETag, immutable caching", async () => {
+    const w = await worker();
+    const { id } = await generated(w, { prompt: uniquePrompt("serve"), output_format: "jpg", megapixels: "0.25" });
+    await stored(w, id);
+    const res = await w.fetch(`/image/${id}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "image/jpeg");
+    assert.equal(res.headers.get("cache-control"), "public, max-age=31536000, immutable");
+    const etag = res.headers.get("etag");
+    assert.match(etag, /^"[^"]+"$/, "a strong ETag");
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    assert.equal(Number(res.headers.get("content-length")), bytes.length);
+    assert.deepEqual(bytes, await upstreamBytes(w, id));
+  });
+
+  test("no auth is needed to read an image", async () => {
+    const w = await worker();
+    const { id } = await generated(w, { prompt: uniquePrompt("public") });
+    const res = await fetch(`${w.url.origin}/image/${id}`, { headers: {} });
+    assert.equal(res.status, 200);
+  });
+
+  test("HEAD gives the headers without a body", async () => {
+    const w = await worker();
+    const { id } = await generated(w, { prompt: uniquePrompt("head") });
+    const r = await stored(w, id);
+    const res = await w.fetch(`/image/${id}`, { method: "HEAD" });
+    assert.equal(res.status, 200);
+    assert.equal(Number(res.headers.get("content-length")), r.size);
+    assert.ok(res.headers.get("etag"));
+    assert.equal((await res.arrayBuffer()).byteLength, 0);
+  });
+
+  test("If-None-Match with the ETag gives 304", async () => {
+    const w = await worker();
+    const { id } = await generated(w, { prompt: uniquePrompt("etag") });
+    await stored(w, id);
+    const etag = (await w.fetch(`/image/${id}`)).headers.get("etag");
+    const res = await w.fetch(`/image/${id}`, { headers: { "if-none-match": etag } });
+    assert.equal(res.status, 304);
+    assert.equal(res.headers.get("etag"), etag);
+    const other = await w.fetch(`/image/${id}`, { headers: { "if-none-match": '"something-else"' } });
+    assert.equal(other.status, 200);
+  });
+
+  test("Range gives 206 with Content-Range; unsatisfiable gives 416", async () => {
+    const w = await worker();
+    const { id } = await generated(w, { prompt: uniquePrompt("range") });
+    const r = await stored(w, id);
+    const full = new Uint8Array(await (await w.fetch(`/image/${id}`)).arrayBuffer());
+
+    let res = await w.fetch(`/image/${id}`, { headers: { range: "bytes=10-109" } });
+    assert.equal(res.status, 206);
+    assert.equal(res.headers.get("content-range"), `bytes 10-109/${r.size}`);
+    assert.equal(res.headers.get("content-length"), "100");
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), full.slice(10, 110));
+
+    res = await w.fetch(`/image/${id}`, { headers: { range: "bytes=-20" } });
+    assert.equal(res.status, 206);
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), full.slice(-20));
+
+    res = await w.fetch(`/image/${id}`, { headers: { range: `bytes=${r.size + 10}-` } });
+    assert.equal(res.status, 416);
+    assert.equal(res.headers.get("content-range"), `bytes */${r.size}`);
+  });
+
+  test("served from the upstream output until the copy lands", async () => {
+    const w = await worker();
+    const prompt = uniquePrompt("early");
+    const { id, predictionId } = await generated(w, { prompt, output_format: "png", megapixels: "0.25" });
+    void predictionId;
+    // Whether the copy has landed or not, the URL works at once.
+    const res = await w.fetch(`/image/${id}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "image/png");
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    assert.deepEqual(bytes, await upstreamBytes(w, id));
+  });
+
+  test("an upstream copy is served while R2 lacks the bytes", async () => {
+    const w = await worker();
+    const prompt = uniquePrompt("slow copy");
+    const { id, predictionId } = await generated(w, { prompt });
+    // Make the background copy slow; the next read of the file is fast.
+    await addRule({ when: { path: `/delivery/${predictionId}/` }, then: { latencyMs: 1500 }, times: 1 });
+    const bucket = await w.mf.getR2Bucket("IMAGES");
+    if (!(await bucket.head(id))) {
+      const res = await w.fetch(`/image/${id}`);
+      assert.equal(res.status, 200);
+      assert.notEqual(res.headers.get("cache-control"), "public, max-age=31536000, immutable");
+      await res.arrayBuffer();
+    }
+    await stored(w, id);
+  });
+
+  test("unknown or malformed ids: 404 Image not found", async () => {
+    const w = await worker();
+    for (const id of ["01jhc3z3x8a1b2c3d4e5f6g7h8.png", "generated_image_1234567890.png", "..%2F..%2Fetc%2Fpasswd", "x", "01JHC3Z3X8A1B2C3D4E5F6G7H8.PNG"]) {
+      const res = await w.fetch(`/image/${id}`);
+      assert.equal(res.status, 404, id);
+      assert.deepEqual(await res.json(), { error: "Image not found" });
+    }
+    void received;
+  });
+});
