@@ -8,5 +8,5 @@ status=0
 echo "== Rust unit tests (cargo test)"
 cargo test --locked || status=1
 echo "== Integration tests (node --test, Miniflare)"
-node --test --experimental-test-isolation=none --test-reporter=spec tests/ || status=1
+node --test --experimental-test-isolation=none --test-reporter=spec tests/*.test.mjs || status=1
 exit $status

@@ -2,7 +2,7 @@
 //! key's KV metadata so images can be listed without reading every record.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// The prefix of every image record's KV key.
 pub const KEY_PREFIX: &str = "image:";
@@ -77,17 +77,28 @@ pub fn kv_key(image_id: &str) -> String {
     format!("{KEY_PREFIX}{image_id}")
 }
 
-/// The KV metadata summarising `record`: `status`, `content_type`, `size`,
-/// `prediction_id`, `created_at`. Text fields are cut to fixed budgets so the
-/// serialized summary always stays under `MAX_KV_METADATA_BYTES`.
-pub fn kv_metadata(record: &ImageRecord) -> Value {
-    json!({
-        "status": record.status.as_str(),
-        "content_type": record.content_type.as_deref().map(|ct| fit_json(ct, CONTENT_TYPE_BUDGET)),
-        "size": record.size,
-        "prediction_id": fit_json(&record.prediction_id, PREDICTION_ID_BUDGET),
-        "created_at": fit_json(&record.created_at, CREATED_AT_BUDGET),
-    })
+/// The KV metadata of an image's key: enough to list images without reading
+/// their records.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct KvSummary {
+    pub status: StoreStatus,
+    pub content_type: Option<String>,
+    pub size: Option<u64>,
+    pub prediction_id: String,
+    pub created_at: String,
+}
+
+/// The KV metadata summarising `record`. Text fields are cut to fixed budgets
+/// so the serialized summary always stays under `MAX_KV_METADATA_BYTES`.
+/// A struct, not a JSON map: it must serialize to a plain JS object.
+pub fn kv_metadata(record: &ImageRecord) -> KvSummary {
+    KvSummary {
+        status: record.status,
+        content_type: record.content_type.as_deref().map(|ct| fit_json(ct, CONTENT_TYPE_BUDGET).to_owned()),
+        size: record.size,
+        prediction_id: fit_json(&record.prediction_id, PREDICTION_ID_BUDGET).to_owned(),
+        created_at: fit_json(&record.created_at, CREATED_AT_BUDGET).to_owned(),
+    }
 }
 
 /// Removes every key whose name contains `token` (any case), such as
@@ -132,6 +143,7 @@ fn json_len(c: char) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn record() -> ImageRecord {
         ImageRecord {
@@ -191,7 +203,7 @@ mod tests {
     #[test]
     fn metadata_summarises_the_record() {
         assert_eq!(
-            kv_metadata(&record()),
+            serde_json::to_value(kv_metadata(&record())).unwrap(),
             json!({
                 "status": "stored",
                 "content_type": "image/webp",
@@ -201,7 +213,7 @@ mod tests {
             })
         );
         let pending = ImageRecord { status: StoreStatus::Pending, content_type: None, size: None, ..record() };
-        let m = kv_metadata(&pending);
+        let m = serde_json::to_value(kv_metadata(&pending)).unwrap();
         assert_eq!(
             (m["status"].as_str(), &m["content_type"], &m["size"]),
             (Some("pending"), &Value::Null, &Value::Null)
@@ -220,7 +232,7 @@ mod tests {
                 input: json!({"prompt": long}),
                 ..record()
             };
-            let m = kv_metadata(&r);
+            let m = serde_json::to_value(kv_metadata(&r)).unwrap();
             let serialized = serde_json::to_string(&m).unwrap();
             assert!(serialized.len() < MAX_KV_METADATA_BYTES, "{filler:?}: {} bytes", serialized.len());
             let id = m["prediction_id"].as_str().unwrap();

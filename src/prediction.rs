@@ -75,6 +75,12 @@ impl Status {
 }
 
 impl Prediction {
+    /// The seed the model used, from the `Using seed: N` line models log.
+    pub fn seed_from_logs(&self) -> Option<u64> {
+        let logs = self.rest.get("logs")?.as_str()?;
+        logs.lines().find_map(|line| line.trim().strip_prefix("Using seed:")?.trim().parse().ok())
+    }
+
     /// The output URLs: `output` as one string, or the strings of an array
     /// (other items skipped). Anything else has none.
     pub fn output_urls(&self) -> Vec<String> {
@@ -202,6 +208,20 @@ fn null_as_false<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn seed_comes_from_the_logs() {
+        let with_logs = |logs: &str| -> Prediction {
+            serde_json::from_value(serde_json::json!({"id": "p", "status": "succeeded", "logs": logs})).unwrap()
+        };
+        assert_eq!(with_logs("Using seed: 62182\nrunning quantized prediction\n").seed_from_logs(), Some(62182));
+        assert_eq!(with_logs("warming up\n  Using seed: 7  \n").seed_from_logs(), Some(7));
+        assert_eq!(with_logs("Using seed: soon\n").seed_from_logs(), None);
+        assert_eq!(with_logs("").seed_from_logs(), None);
+        let no_logs: Prediction = serde_json::from_value(serde_json::json!({"id": "p", "status": "starting"})).unwrap();
+        assert_eq!(no_logs.seed_from_logs(), None);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -48,10 +48,10 @@ pub async fn get(req: Request, env: Env, ctx: &Context, config: &Config) -> Resu
     )?;
     let input = input_schema::input_from_query(&config.model, &pairs)?;
     let job = Job { input, webhook: None, webhook_events_filter: None };
-    let images = generate(&env, ctx, config, &url, &Replicate::new(&config.api_base, &credential), job).await?;
-    let first = images.first().ok_or_else(ApiError::internal)?;
-    let location = first.1.clone();
-    let mut response = respond::json(302, &json!({ "id": first.0, "imageUrl": location }))?;
+    let generated = generate(&env, ctx, config, &url, &Replicate::new(&config.api_base, &credential), job).await?;
+    let body = generated.body(config);
+    let location = body["imageUrl"].as_str().unwrap_or_default().to_owned();
+    let mut response = respond::json(302, &body)?;
     response.headers_mut().set("Location", &location).map_err(|_| ApiError::internal())?;
     Ok(response)
 }
@@ -74,21 +74,36 @@ pub async fn post(mut req: Request, env: Env, ctx: &Context, config: &Config) ->
         config.allow_user_tokens,
     )?;
     let replicate = Replicate::new(&config.api_base, &credential);
-    let prediction_input = job.input.clone();
-    let images = generate(&env, ctx, config, &url, &replicate, job).await?;
-    let (first_id, first_url) = images.first().cloned().ok_or_else(ApiError::internal)?;
-    let mut body = json!({
-        "id": first_id,
-        "imageUrl": first_url,
-        "model": config.model,
-    });
-    if let Some(seed) = prediction_input.get("seed") {
-        body["seed"] = seed.clone();
+    let generated = generate(&env, ctx, config, &url, &replicate, job).await?;
+    respond::json(200, &generated.body(config))
+}
+
+/// A finished generation: the prediction and `(id, imageUrl)` per output.
+struct Generated {
+    prediction: Prediction,
+    seed: Option<Value>,
+    images: Vec<(String, String)>,
+}
+
+impl Generated {
+    /// `{id, imageUrl}` of the first image as the contract shows, plus the
+    /// prediction id, model, seed used and, for several outputs, `images`.
+    fn body(&self, config: &Config) -> Value {
+        let (id, url) = self.images.first().cloned().unwrap_or_default();
+        let mut body = json!({
+            "id": id,
+            "imageUrl": url,
+            "predictionId": self.prediction.id,
+            "model": self.prediction.model.as_deref().unwrap_or(&config.model),
+        });
+        if let Some(seed) = self.seed.clone().or_else(|| self.prediction.seed_from_logs().map(Value::from)) {
+            body["seed"] = seed;
+        }
+        if self.images.len() > 1 {
+            body["images"] = self.images.iter().map(|(id, url)| json!({ "id": id, "imageUrl": url })).collect();
+        }
+        body
     }
-    if images.len() > 1 {
-        body["images"] = images.iter().map(|(id, url)| json!({ "id": id, "imageUrl": url })).collect();
-    }
-    respond::json(200, &body)
 }
 
 /// Reads a JSON object body: the right Content-Type, within the size limit.
@@ -184,11 +199,12 @@ async fn generate(
     request_url: &Url,
     replicate: &Replicate,
     job: Job,
-) -> Result<Vec<(String, String)>, ApiError> {
+) -> Result<Generated, ApiError> {
     let store = Store::from_env(env)?;
     let prediction = run(ctx, config, replicate, &job).await?;
     let base = config.public_base_url.clone().unwrap_or_else(|| request_url.origin().ascii_serialization());
 
+    let seed = job.input.get("seed").cloned();
     let mut input = job.input;
     strip_secrets(&mut input);
     let mut images = Vec::new();
@@ -219,7 +235,7 @@ async fn generate(
             }
         });
     }
-    Ok(images)
+    Ok(Generated { prediction, seed, images })
 }
 
 /// One KV record per output; inline `data:` outputs come with their bytes.

@@ -39,10 +39,10 @@ impl Store {
     }
 
     pub async fn put_record(&self, record: &ImageRecord) -> Result<(), ApiError> {
-        let result = async {
-            self.kv.put(&kv_key(&record.id), record)?.metadata(kv_metadata(record))?.execute().await
-        }
-        .await;
+        // Serialized here: serde-wasm-bindgen would turn the input's JSON map into a JS Map.
+        let value = serde_json::to_string(record).map_err(|_| ApiError::internal())?;
+        let result =
+            async { self.kv.put(&kv_key(&record.id), value)?.metadata(kv_metadata(record))?.execute().await }.await;
         result.map_err(|e| {
             worker::console_error!("KV write {}: {e}", record.id);
             ApiError::internal()
