@@ -83,7 +83,7 @@ need_install() { # $1 binary, $2 expected version regex
   [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -Eq "$2" && return 1
   return 0
 }
-if need_install worker-build ' 0\.8\.'; then
+if need_install worker-build '(^| )0\.8\.'; then
   say "installing worker-build 0.8 (a few minutes, once)"
   cargo install -q worker-build --version '^0.8' --locked >&2 || die "cargo install worker-build failed"
 fi
