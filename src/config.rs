@@ -25,6 +25,9 @@ pub struct Config {
     pub extra_output_hosts: Vec<String>,
     /// Base URL image links are built on; `None` means the request's own origin.
     pub public_base_url: Option<String>,
+    /// Whether `/replicate/v1` rewrites outputs and links to point at us (and
+    /// keeps outputs); off, it is a pure passthrough.
+    pub rewrite_outputs: bool,
 }
 
 impl Config {
@@ -53,6 +56,7 @@ impl Config {
         let wait_seconds = number(&get, "REPLICATE_WAIT_SECONDS", 60, 1..=60)?;
         let deadline_seconds = number(&get, "GENERATION_TIMEOUT_SECONDS", 120, 1..=900)?;
         let allow_user_tokens = flag(&get, "ALLOW_USER_TOKENS", true)?;
+        let rewrite_outputs = flag(&get, "REWRITE_OUTPUTS", true)?;
         let extra_output_hosts = get("EXTRA_OUTPUT_HOSTS")
             .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
             .unwrap_or_default();
@@ -72,6 +76,7 @@ impl Config {
             allow_user_tokens,
             extra_output_hosts,
             public_base_url,
+            rewrite_outputs,
         })
     }
 }
@@ -140,6 +145,7 @@ mod tests {
         assert!(c.allow_user_tokens);
         assert!(c.extra_output_hosts.is_empty());
         assert_eq!(c.public_base_url, None);
+        assert!(c.rewrite_outputs);
     }
 
     #[test]
@@ -161,6 +167,7 @@ mod tests {
             ("ALLOW_USER_TOKENS", "false"),
             ("EXTRA_OUTPUT_HOSTS", "127.0.0.1:8790, Example.test"),
             ("PUBLIC_BASE_URL", "https://img.example.com/"),
+            ("REWRITE_OUTPUTS", "off"),
         ])
         .unwrap();
         assert_eq!(c.api_base, "http://127.0.0.1:8790");
@@ -171,6 +178,7 @@ mod tests {
         assert!(!c.allow_user_tokens);
         assert_eq!(c.extra_output_hosts, vec!["127.0.0.1:8790", "example.test"]);
         assert_eq!(c.public_base_url.as_deref(), Some("https://img.example.com"));
+        assert!(!c.rewrite_outputs);
     }
 
     #[test]
@@ -184,6 +192,7 @@ mod tests {
             ("REPLICATE_WAIT_SECONDS", "0"),
             ("GENERATION_TIMEOUT_SECONDS", "soon"),
             ("ALLOW_USER_TOKENS", "maybe"),
+            ("REWRITE_OUTPUTS", "sometimes"),
             ("PUBLIC_BASE_URL", "img.example.com"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();

@@ -14,6 +14,7 @@ pub mod input_schema;
 pub mod metadata;
 pub mod output;
 pub mod prediction;
+pub mod proxy;
 pub mod routes;
 
 #[cfg(target_arch = "wasm32")]

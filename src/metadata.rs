@@ -4,6 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::ApiError;
+use crate::image_id::{image_id, rfc3339_to_ms};
+use crate::output::{classify_output, ext_from_url, sniff_image, OutputSource};
+use crate::prediction::Prediction;
+
 /// The prefix of every image record's KV key.
 pub const KEY_PREFIX: &str = "image:";
 /// The most bytes KV accepts as a key's metadata, serialized.
@@ -140,8 +145,124 @@ fn json_len(c: char) -> usize {
     }
 }
 
+/// One record per output of `prediction`, pending; inline `data:` outputs
+/// come with their decoded bytes (they have no URL to serve from meanwhile).
+/// Ids are derived from the prediction, so the same outputs always get the
+/// same records. `input` is what the model ran with (secrets stripped here).
+pub fn records_for(
+    prediction: &Prediction,
+    model: &str,
+    input: &Value,
+    extra_hosts: &[String],
+    now_ms: u64,
+) -> Result<Vec<(ImageRecord, Option<Vec<u8>>)>, ApiError> {
+    let created_at = prediction.created_at.clone().unwrap_or_default();
+    let created_ms = rfc3339_to_ms(&created_at).unwrap_or(now_ms);
+    let mut input = input.clone();
+    if let Value::Object(map) = &mut input {
+        strip_secrets(map);
+    }
+    let requested_ext = input.get("output_format").and_then(Value::as_str).unwrap_or("webp").to_owned();
+    let not_an_image = || ApiError::new(502, "Failed to generate image").with_details("output is not an image");
+    let mut out = Vec::new();
+    for (index, url) in prediction.output_urls().iter().enumerate() {
+        let (ext, source_url, data) = match classify_output(url, extra_hosts)? {
+            OutputSource::Remote(url) => (ext_from_url(&url).unwrap_or(&requested_ext).to_owned(), Some(url), None),
+            OutputSource::Data { bytes, .. } => (sniff_image(&bytes).ok_or_else(not_an_image)?.ext.to_owned(), None, Some(bytes)),
+        };
+        let record = ImageRecord {
+            id: image_id(&prediction.id, created_ms, index, &ext),
+            prediction_id: prediction.id.clone(),
+            index,
+            model: prediction.model.clone().unwrap_or_else(|| model.to_owned()),
+            version: prediction.version.clone(),
+            input: input.clone(),
+            created_at: created_at.clone(),
+            content_type: None,
+            size: None,
+            status: StoreStatus::Pending,
+            source_url,
+            attempts: 0,
+            last_error: None,
+        };
+        out.push((record, data));
+    }
+    Ok(out)
+}
+
+/// The KV key listing the image ids of a prediction's outputs.
+pub fn prediction_key(prediction_id: &str) -> String {
+    format!("prediction:{prediction_id}")
+}
+
 #[cfg(test)]
 mod tests {
+
+    fn succeeded(output: Value) -> Prediction {
+        serde_json::from_value(json!({
+            "id": "ctdwaehfz1rm80cmd5nsjd8114",
+            "model": "black-forest-labs/flux-schnell",
+            "version": "dp-4d0bcc010b3049749a251855f12800be",
+            "status": "succeeded",
+            "created_at": "2025-01-15T10:03:39.896Z",
+            "output": output,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn records_for_each_output_are_deterministic() {
+        let p = succeeded(json!([
+            "https://replicate.delivery/xezq/abc/out-0.jpg",
+            "https://replicate.delivery/xezq/abc/out-1.jpg"
+        ]));
+        let input = json!({"prompt": "a cat", "output_format": "jpg", "replicate_token": "r8_secret"});
+        let records = records_for(&p, "fallback/model", &input, &[], 0).unwrap();
+        assert_eq!(records.len(), 2);
+        let (first, data) = &records[0];
+        assert!(data.is_none());
+        assert!(first.id.ends_with(".jpg"));
+        assert_eq!(first.index, 0);
+        assert_eq!(first.status, StoreStatus::Pending);
+        assert_eq!(first.model, "black-forest-labs/flux-schnell");
+        assert_eq!(first.source_url.as_deref(), Some("https://replicate.delivery/xezq/abc/out-0.jpg"));
+        assert_eq!(first.input, json!({"prompt": "a cat", "output_format": "jpg"}), "no token kept");
+        assert_ne!(records[0].0.id, records[1].0.id);
+        let again = records_for(&p, "fallback/model", &input, &[], 999).unwrap();
+        assert_eq!(again[0].0, records[0].0, "the same prediction maps to the same records");
+    }
+
+    #[test]
+    fn records_for_take_the_extension_from_the_url_then_the_input() {
+        let p = succeeded(json!("https://replicate.delivery/a/out-0"));
+        let records = records_for(&p, "m/n", &json!({"output_format": "png"}), &[], 0).unwrap();
+        assert!(records[0].0.id.ends_with(".png"));
+        let records = records_for(&p, "m/n", &json!({}), &[], 0).unwrap();
+        assert!(records[0].0.id.ends_with(".webp"));
+    }
+
+    #[test]
+    fn records_for_decode_data_outputs() {
+        let png = [0x89u8, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0];
+        use base64::Engine;
+        let uri = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png));
+        let records = records_for(&succeeded(json!([uri])), "m/n", &json!({}), &[], 0).unwrap();
+        assert!(records[0].0.id.ends_with(".png"));
+        assert_eq!(records[0].0.source_url, None);
+        assert_eq!(records[0].1.as_deref(), Some(&png[..]));
+        let not_image = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(b"hello"));
+        assert_eq!(records_for(&succeeded(json!([not_image])), "m/n", &json!({}), &[], 0).unwrap_err().status, 502);
+    }
+
+    #[test]
+    fn records_for_refuse_hosts_not_allowed() {
+        let p = succeeded(json!(["https://evil.example/out-0.png"]));
+        assert_eq!(records_for(&p, "m/n", &json!({}), &[], 0).unwrap_err().status, 502);
+        let allowed = records_for(&p, "m/n", &json!({}), &["evil.example".to_string()], 0).unwrap();
+        assert_eq!(allowed.len(), 1);
+        assert!(records_for(&succeeded(Value::Null), "m/n", &json!({}), &[], 0).unwrap().is_empty());
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -6,16 +6,13 @@ use worker::{Context, Env, Request, Response, Url};
 
 use super::net::{now_ms, sleep_ms};
 use super::replicate::Replicate;
-use super::store::{Store, COPY_ATTEMPTS};
+use super::persist::keep_outputs;
 use super::{respond, secrets};
 use crate::backoff::poll_delay_ms;
 use crate::config::Config;
 use crate::credentials::{self, CredentialSources};
 use crate::error::ApiError;
-use crate::image_id::{image_id, rfc3339_to_ms};
 use crate::input_schema;
-use crate::metadata::{strip_secrets, ImageRecord, StoreStatus};
-use crate::output::{classify_output, ext_from_url, OutputSource};
 use crate::prediction::{failure, timed_out, Prediction, Status};
 
 /// Largest accepted POST body.
@@ -200,85 +197,20 @@ async fn generate(
     replicate: &Replicate,
     job: Job,
 ) -> Result<Generated, ApiError> {
-    let store = Store::from_env(env)?;
     let prediction = run(ctx, config, replicate, &job).await?;
-    let base = config.public_base_url.clone().unwrap_or_else(|| request_url.origin().ascii_serialization());
-
     let seed = job.input.get("seed").cloned();
-    let mut input = job.input;
-    strip_secrets(&mut input);
-    let mut images = Vec::new();
-    let mut pending = Vec::new();
-    for (record, data) in records_for(&prediction, config, &Value::Object(input))? {
-        images.push((record.id.clone(), format!("{base}/image/{}", record.id)));
-        match data {
-            // Inline outputs have no URL to serve from meanwhile: store them now.
-            Some(bytes) => {
-                let stored = store.persist(record, Some(bytes), 1).await;
-                if stored.status != StoreStatus::Stored {
-                    return Err(ApiError::new(502, "Failed to generate image")
-                        .with_details(stored.last_error.unwrap_or_else(|| "could not store the output".into())));
-                }
-            }
-            None => {
-                store.put_record(&record).await?;
-                pending.push(record);
-            }
-        }
+    let ids = keep_outputs(env, ctx, config, &prediction, &Value::Object(job.input)).await?;
+    if ids.is_empty() {
+        return Err(ApiError::new(502, "Failed to generate image").with_details("the prediction has no output"));
     }
-    if !pending.is_empty() {
-        let env = env.clone();
-        ctx.wait_until(async move {
-            let Ok(store) = Store::from_env(&env) else { return };
-            for record in pending {
-                store.persist(record, None, COPY_ATTEMPTS).await;
-            }
-        });
-    }
+    let base = image_base(config, request_url);
+    let images = ids.into_iter().map(|id| { let url = format!("{base}/image/{id}"); (id, url) }).collect();
     Ok(Generated { prediction, seed, images })
 }
 
-/// One KV record per output; inline `data:` outputs come with their bytes.
-pub fn records_for(
-    prediction: &Prediction,
-    config: &Config,
-    input: &Value,
-) -> Result<Vec<(ImageRecord, Option<Vec<u8>>)>, ApiError> {
-    let created_at = prediction.created_at.clone().unwrap_or_default();
-    let created_ms = rfc3339_to_ms(&created_at).unwrap_or_else(now_ms);
-    let requested_ext = input.get("output_format").and_then(Value::as_str).unwrap_or("webp");
-    let mut out = Vec::new();
-    for (index, url) in prediction.output_urls().iter().enumerate() {
-        let (ext, source_url, data) = match classify_output(url, &config.extra_output_hosts)? {
-            OutputSource::Remote(url) => (ext_from_url(&url).unwrap_or(requested_ext), Some(url), None),
-            OutputSource::Data { bytes, .. } => {
-                let kind = crate::output::sniff_image(&bytes)
-                    .ok_or_else(|| ApiError::new(502, "Failed to generate image").with_details("output is not an image"))?;
-                (kind.ext, None, Some(bytes))
-            }
-        };
-        let id = image_id(&prediction.id, created_ms, index, ext);
-        let record = ImageRecord {
-            id,
-            prediction_id: prediction.id.clone(),
-            index,
-            model: prediction.model.clone().unwrap_or_else(|| config.model.clone()),
-            version: prediction.version.clone(),
-            input: input.clone(),
-            created_at: created_at.clone(),
-            content_type: None,
-            size: None,
-            status: StoreStatus::Pending,
-            source_url,
-            attempts: 0,
-            last_error: None,
-        };
-        out.push((record, data));
-    }
-    if out.is_empty() {
-        return Err(ApiError::new(502, "Failed to generate image").with_details("the prediction has no output"));
-    }
-    Ok(out)
+/// Where image URLs point: the configured public base, else the request's origin.
+pub fn image_base(config: &Config, request_url: &Url) -> String {
+    config.public_base_url.clone().unwrap_or_else(|| request_url.origin().ascii_serialization())
 }
 
 /// Creates the prediction and polls it to an end within the deadline.

@@ -8,7 +8,7 @@ use worker::{Env, Headers, Method, Object, Range, Request, RequestInit, Response
 use super::net::{fetch_with_timeout, NetError};
 use super::store::{guess_content_type, source_still_valid, Store};
 use crate::error::ApiError;
-use crate::http_range::{content_range, etag_matches, parse_range, RangeRequest};
+use crate::http_range::{content_range, etag_matches, parse_range, unsatisfied_range, RangeRequest};
 use crate::image_id::parse_image_id;
 use crate::metadata::StoreStatus;
 
@@ -42,9 +42,9 @@ pub async fn get(req: &Request, env: &Env, id: &str) -> Result<Response, ApiErro
         let size = meta.size();
         return match parse_range(range.as_deref(), size) {
             RangeRequest::Unsatisfiable => {
-                let headers = Headers::new();
-                set(&headers, "Content-Range", &format!("bytes */{size}"))?;
-                Ok(super::respond::error(&ApiError::new(416, "Range Not Satisfiable")).with_headers(headers))
+                let mut response = super::respond::error(&ApiError::new(416, "Range Not Satisfiable"));
+                set(response.headers_mut(), "Content-Range", &unsatisfied_range(size))?;
+                Ok(response)
             }
             RangeRequest::Full if head_only => {
                 let headers = object_headers(&meta)?;

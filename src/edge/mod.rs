@@ -7,6 +7,8 @@ mod generate;
 mod health;
 mod image;
 mod net;
+mod persist;
+mod proxy;
 mod replicate;
 mod respond;
 mod store;
@@ -29,7 +31,11 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let route = routes::resolve(req.method().as_ref(), &req.path());
+    let path = req.path();
+    if let Some(rest) = path.strip_prefix(crate::proxy::PREFIX).filter(|r| r.is_empty() || r.starts_with('/')) {
+        return Ok(proxy::handle(req, env, &ctx, rest).await);
+    }
+    let route = routes::resolve(req.method().as_ref(), &path);
     let answer = match route {
         Route::Health => health::get(&env),
         Route::NotFound => Err(ApiError::not_found()),

@@ -38,6 +38,21 @@ impl Store {
         })
     }
 
+    pub async fn get_text(&self, key: &str) -> Result<Option<String>, ApiError> {
+        self.kv.get(key).text().await.map_err(|e| {
+            worker::console_error!("KV read {key}: {e}");
+            ApiError::internal()
+        })
+    }
+
+    pub async fn put_text(&self, key: &str, value: String) -> Result<(), ApiError> {
+        let result = async { self.kv.put(key, value)?.execute().await }.await;
+        result.map_err(|e| {
+            worker::console_error!("KV write {key}: {e}");
+            ApiError::internal()
+        })
+    }
+
     pub async fn put_record(&self, record: &ImageRecord) -> Result<(), ApiError> {
         // Serialized here: serde-wasm-bindgen would turn the input's JSON map into a JS Map.
         let value = serde_json::to_string(record).map_err(|_| ApiError::internal())?;

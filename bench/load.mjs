@@ -1,0 +1,60 @@
+// Drives load with autocannon. Latency percentiles are computed from every
+// response time autocannon reports (its own histogram keeps whole
+// milliseconds, too coarse for sub-millisecond overheads).
+import autocannon from "autocannon";
+
+/** Seconds per measured phase and per warm-up; BENCH_SECONDS shortens or lengthens a run. */
+export const PHASE_SECONDS = Number(process.env.BENCH_SECONDS || 8);
+export const WARMUP_SECONDS = Math.max(1, Math.round(PHASE_SECONDS / 4));
+/** Hard cap on requests per phase, whatever the duration. */
+const MAX_REQUESTS = 200_000;
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/**
+ * Runs one phase against a loopback URL.
+ * options: { url, connections, seconds, method, headers, body, onBody(status, body) }
+ * Resolves to { requests, ok, failed, rps, p50, p99, bytesPerSec, seconds }.
+ */
+export async function load({ url, connections, seconds = PHASE_SECONDS, method = "GET", headers, body, onBody }) {
+  const { hostname } = new URL(url);
+  if (hostname !== "127.0.0.1") throw new Error(`load is for loopback only, not ${hostname}`);
+  const request = { method, headers, body };
+  if (onBody) request.onResponse = (status, responseBody) => onBody(status, responseBody);
+  const latencies = [];
+  let bytes = 0;
+  const instance = autocannon({
+    url,
+    connections,
+    duration: seconds,
+    maxOverallRequests: Math.max(MAX_REQUESTS, connections),
+    timeout: 30,
+    requests: [request],
+  });
+  instance.on("response", (_client, status, responseBytes, ms) => {
+    if (status >= 200 && status < 300) {
+      latencies.push(ms);
+      bytes += responseBytes;
+    }
+  });
+  const hardStop = setTimeout(() => instance.stop(), (seconds + 30) * 1000);
+  const result = await instance;
+  clearTimeout(hardStop);
+  latencies.sort((a, b) => a - b);
+  const elapsed = result.duration;
+  const ok = latencies.length;
+  return {
+    connections,
+    seconds: elapsed,
+    requests: ok + result.non2xx + result.errors,
+    ok,
+    failed: result.non2xx + result.errors,
+    rps: ok / elapsed,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    bytesPerSec: bytes / elapsed,
+  };
+}

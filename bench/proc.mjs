@@ -1,0 +1,87 @@
+// Reads a process's CPU time and memory from /proc (Linux only).
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+
+const CLOCK_TICKS_PER_SECOND = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** Fields of /proc/<pid>/stat after the command name (field 3 onwards), or null if gone. */
+function statFields(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return text.slice(text.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return null;
+  }
+}
+
+/** utime + stime of the process, in milliseconds (resolution: one clock tick). */
+export function cpuMs(pid) {
+  const fields = statFields(pid);
+  if (!fields) throw new Error(`process ${pid} is gone`);
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+export const CPU_RESOLUTION_MS = 1000 / CLOCK_TICKS_PER_SECOND;
+
+/** Resident set size in bytes (VmRSS). */
+export function rssBytes(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kib = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1]);
+  return kib * 1024;
+}
+
+/** PIDs of the direct children of `parent` whose command line contains `needle`. */
+export function childrenMatching(parent, needle) {
+  const found = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = statFields(entry);
+    if (!fields || Number(fields[1]) !== parent) continue;
+    let cmdline = "";
+    try {
+      cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " ");
+    } catch {
+      continue;
+    }
+    if (cmdline.includes(needle)) found.push(Number(entry));
+  }
+  return found;
+}
+
+/** Samples the peak RSS of `pid` every `intervalMs` until stopped. */
+export function rssSampler(pid, intervalMs = 50) {
+  let peak = rssBytes(pid);
+  const timer = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssBytes(pid));
+    } catch {}
+  }, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+/**
+ * Resolves once `pid` has used at most one clock tick of CPU over `windowMs`
+ * (its trailing work is done), or after `maxMs`.
+ */
+export async function settled(pid, { windowMs = 300, maxMs = 15000 } = {}) {
+  const end = Date.now() + maxMs;
+  let last = cpuMs(pid);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, windowMs));
+    const now = cpuMs(pid);
+    if (now - last <= CPU_RESOLUTION_MS || Date.now() > end) return now;
+    last = now;
+  }
+}

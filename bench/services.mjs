@@ -1,0 +1,108 @@
+// The processes under test: the worker in Miniflare (workerd), the Replicate
+// emulator and the static file server, each in its own process so the load
+// generator in this process does not share an event loop with them.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+import { childrenMatching } from "./proc.mjs";
+
+export const root = fileURLToPath(new URL("..", import.meta.url));
+
+export const AUTH_TOKEN = "bench-service-auth-token";
+export const REPLICATE_TOKEN = "r8_bench_service_token";
+
+const wranglerToml = () => readFileSync(new URL("../wrangler.toml", import.meta.url), "utf8");
+
+/** The [vars] of wrangler.toml. */
+function wranglerVars() {
+  const section = wranglerToml().split(/^\[vars\]\s*$/m)[1]?.split(/^\[/m)[0] ?? "";
+  return Object.fromEntries([...section.matchAll(/^([A-Z_][A-Z0-9_]*)\s*=\s*"([^"]*)"/gm)].map((m) => [m[1], m[2]]));
+}
+
+function compatibilityDate() {
+  return wranglerToml().match(/^compatibility_date\s*=\s*"([^"]+)"/m)[1];
+}
+
+/** Spawns a Node script that prints `listening on <url>`; resolves to { url, pid, close() }. */
+async function startListening(args, env = {}) {
+  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+  const exited = once(child, "exit");
+  const url = await new Promise((resolve, reject) => {
+    let seen = "";
+    child.stdout.on("data", (chunk) => {
+      seen += chunk;
+      const match = /listening on (http:\/\/\S+)/.exec(seen);
+      if (match) resolve(match[1]);
+    });
+    exited.then(([code]) => reject(new Error(`${args[0]} exited (${code}) before listening`)));
+  });
+  child.stdout.resume();
+  return {
+    url,
+    pid: child.pid,
+    async close() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** The Replicate emulator with no added prediction latency. */
+export function startEmulator() {
+  return startListening(["emulator/server.mjs", "--port", "0", "--host", "127.0.0.1", "--predict-ms", "0"], {
+    EMULATOR_TOKENS: REPLICATE_TOKEN,
+  });
+}
+
+/** A static file server for the files in `dir`. */
+export function startStaticServer(dir) {
+  return startListening([fileURLToPath(new URL("./static-server.mjs", import.meta.url)), dir]);
+}
+
+/**
+ * The worker from build/ in a fresh Miniflare. Resolves to
+ * { mf, url, pid (workerd), readyMs, firstAnswerMs } where the times run from
+ * constructing Miniflare to `mf.ready` and to the first answered GET /health.
+ */
+export async function startWorker(emulatorUrl) {
+  const before = new Set(childrenMatching(process.pid, "workerd"));
+  const started = performance.now();
+  const mf = new Miniflare({
+    rootPath: root,
+    scriptPath: "build/index.js",
+    modules: true,
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    compatibilityDate: compatibilityDate(),
+    r2Buckets: ["IMAGES"],
+    kvNamespaces: ["IMAGE_META"],
+    host: "127.0.0.1",
+    bindings: {
+      ...wranglerVars(),
+      REPLICATE_API_BASE: emulatorUrl,
+      EXTRA_OUTPUT_HOSTS: new URL(emulatorUrl).host,
+      AUTH_TOKEN,
+      REPLICATE_API_TOKEN: REPLICATE_TOKEN,
+    },
+  });
+  try {
+    const url = await mf.ready;
+    const readyMs = performance.now() - started;
+    for (;;) {
+      const res = await fetch(new URL("/health", url)).catch(() => null);
+      await res?.arrayBuffer();
+      if (res?.ok) break;
+      if (performance.now() - started > 30000) throw new Error("the worker did not answer /health within 30 s");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const firstAnswerMs = performance.now() - started;
+    const pids = childrenMatching(process.pid, "workerd").filter((pid) => !before.has(pid));
+    if (pids.length !== 1) throw new Error(`expected one new workerd process, found ${pids.length}`);
+    return { mf, url: url.origin, pid: pids[0], readyMs, firstAnswerMs };
+  } catch (error) {
+    await mf.dispose();
+    throw error;
+  }
+}
