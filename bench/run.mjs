@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { load, PHASE_SECONDS, WARMUP_SECONDS } from "./load.mjs";
 import { cpuMs, rssBytes, rssSampler, settled } from "./proc.mjs";
-import { renderMarkdown, renderText, sections } from "./report.mjs";
+import { renderMarkdown, renderText } from "./report.mjs";
 import { AUTH_TOKEN, REPLICATE_TOKEN, root, startEmulator, startStaticServer, startWorker } from "./services.mjs";
 
 const START_RUNS = 3;
@@ -243,14 +243,13 @@ function targets(results) {
   return list.map((t) => ({ ...t, met: t.below ? t.value < t.limit : t.value >= t.limit }));
 }
 
-function writeResults(results, text) {
+function writeResults(results) {
   const dir = join(root, "bench/results");
   mkdirSync(dir, { recursive: true });
   const json = JSON.stringify(results, null, 2) + "\n";
   writeFileSync(join(dir, `${results.startedAt.replaceAll(":", "-")}.json`), json);
   writeFileSync(join(dir, "latest.json"), json);
   writeFileSync(join(dir, "LATEST.md"), renderMarkdown(results));
-  return text;
 }
 
 async function main() {
@@ -292,11 +291,10 @@ async function main() {
     };
     results.targets = targets(results);
     results.runSeconds = (performance.now() - clock) / 1000;
-    const text = renderText(results);
-    writeResults(results, text);
-    process.stdout.write(text);
+    writeResults(results);
+    process.stdout.write(renderText(results));
   } finally {
-    for (const cleanup of cleanups.reverse()) await cleanup().catch((e) => log(`cleanup: ${e.message}`));
+    for (const cleanup of cleanups.reverse()) await Promise.resolve().then(cleanup).catch((e) => log(`cleanup: ${e.message}`));
   }
 }
 

@@ -4,6 +4,7 @@
 // JavaScript client; what the worker sent upstream is read back from the
 // emulator's request log.
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
 import { describe, test } from "node:test";
 import Replicate from "replicate";
 import { FLUX_SCHNELL_VERSION } from "../emulator/server.mjs";
@@ -81,7 +82,8 @@ function assertProxied(w, p, { ext } = {}) {
 async function json(res, status, what = "") {
   const text = await res.text();
   assert.equal(res.status, status, `${what} ${text.slice(0, 300)}`);
-  assert.match(res.headers.get("content-type") ?? "", /^application\/json/, what);
+  // Replicate's errors are RFC 7807: application/problem+json is JSON too.
+  assert.match(res.headers.get("content-type") ?? "", /^application\/(problem\+)?json/, what);
   return JSON.parse(text);
 }
 
@@ -217,6 +219,48 @@ describe("Replicate-compatible API (/replicate/v1)", () => {
     assert.equal(res.headers.get("retry-after"), "30");
     assert.match(body.detail, /throttled/);
     assert.equal((await createsFor(prompt)).length, 1, "a create is not retried by the proxy");
+  });
+
+  test("Location and rate-limit headers come back, Location pointing at the worker", T, async () => {
+    // The emulator sends neither, so a stub plays Replicate for this one create.
+    const seen = [];
+    const stub = createServer((req, res) => {
+      seen.push({ method: req.method, url: req.url, authorization: req.headers.authorization });
+      req.resume();
+      req.on("end", () => {
+        const base = `http://127.0.0.1:${stub.address().port}`;
+        const id = "stubpredictionid0000000000";
+        res.writeHead(201, {
+          "content-type": "application/json",
+          location: `${base}/v1/predictions/${id}`,
+          "x-ratelimit-limit": "600",
+          "x-ratelimit-remaining": "599",
+          "ratelimit-policy": "600;w=60",
+        });
+        res.end(JSON.stringify({
+          id, model: MODEL, version: "dp-x", input: { prompt: "stub" }, logs: "", output: null, data_removed: false,
+          error: null, status: "starting", created_at: new Date().toISOString(),
+          urls: { get: `${base}/v1/predictions/${id}`, cancel: `${base}/v1/predictions/${id}/cancel`, stream: "https://stream.replicate.com/v1/files/x" },
+        }));
+      });
+    });
+    await new Promise((resolve) => stub.listen(0, "127.0.0.1", resolve));
+    try {
+      const base = `http://127.0.0.1:${stub.address().port}`;
+      const w = await workerWith({ REPLICATE_API_BASE: base, EXTRA_OUTPUT_HOSTS: `127.0.0.1:${stub.address().port}` });
+      const res = await api(w, `/models/${MODEL}/predictions`, { method: "POST", body: { input: { prompt: "stub" } } });
+      const p = await json(res, 201);
+      assert.equal(res.headers.get("location"), `${w.url.origin}/replicate/v1/predictions/${p.id}`);
+      assert.equal(res.headers.get("x-ratelimit-limit"), "600");
+      assert.equal(res.headers.get("x-ratelimit-remaining"), "599");
+      assert.equal(res.headers.get("ratelimit-policy"), "600;w=60");
+      assert.equal(p.urls.get, `${w.url.origin}/replicate/v1/predictions/${p.id}`);
+      assert.deepEqual(seen.map((r) => [r.method, r.url, r.authorization]), [
+        ["POST", `/v1/models/${MODEL}/predictions`, `Bearer ${SERVICE_REPLICATE_TOKEN}`],
+      ]);
+    } finally {
+      await new Promise((resolve) => stub.close(resolve));
+    }
   });
 
   test("unknown routes and ids: 404 with Replicate's {detail}", T, async () => {
@@ -453,6 +497,17 @@ describe("Replicate-compatible API (/replicate/v1)", () => {
       assert.ok(listed, `${p.id} listed`);
       assert.deepEqual(listed.output, p.output);
     }
+  });
+
+  test("list: a prediction that succeeded without being polled still shows worker URLs, never Replicate's", T, async () => {
+    const w = await worker();
+    const prompt = uniquePrompt("proxy unseen list");
+    const created = await json(await api(w, `/models/${MODEL}/predictions`, { method: "POST", body: { input: { prompt } } }), 202);
+    await eventually(async () => (await upstream(w, `/v1/predictions/${created.id}`)).status === "succeeded", 8000, "upstream success");
+    const page = await json(await api(w, "/predictions"), 200);
+    const listed = page.results.find((p) => p.id === created.id);
+    assert.ok(listed, "listed");
+    assertProxied(w, listed);
   });
 
   test("a 429 on create is retried by the client and the run succeeds", T, async () => {

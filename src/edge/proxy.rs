@@ -36,7 +36,7 @@ pub async fn handle(req: Request, env: Env, ctx: &Context, rest: &str) -> Respon
 
 /// An error in Replicate's shape.
 fn replicate_error(e: &ApiError) -> Response {
-    super::respond::error_as(e, error_body(e), "application/problem+json")
+    super::respond::error_as(e, error_body(e), "application/json")
 }
 
 struct Upstream {
@@ -136,8 +136,7 @@ async fn rewrite(
     } else if *route == ProxyRoute::List {
         rewriter.page_links(&mut value);
         if let Some(results) = value.get_mut("results").and_then(Value::as_array_mut) {
-            let store = Store::from_env(env)?;
-            let ids = join_all(results.iter().map(|p| stored_outputs_of(&store, p))).await;
+            let ids = join_all(results.iter().map(|p| outputs_of(env, ctx, config, p))).await;
             for (prediction, ids) in results.iter_mut().zip(ids) {
                 rewriter.prediction(prediction, ids.as_deref());
             }
@@ -165,10 +164,4 @@ async fn outputs_of(env: &Env, ctx: &Context, config: &Config, value: &Value) ->
     }
     let store = Store::from_env(env).ok()?;
     known_outputs(&store, &prediction.id).await.ok().flatten()
-}
-
-/// In a list: only what was kept before (a list never starts copies).
-async fn stored_outputs_of(store: &Store, prediction: &Value) -> Option<Vec<String>> {
-    let id = prediction.get("id")?.as_str()?;
-    known_outputs(store, id).await.ok().flatten()
 }
