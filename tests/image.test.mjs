@@ -3,7 +3,7 @@
 // fails.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { addRule, eventually, generate, received, record, stored, uniquePrompt, worker } from "./harness.mjs";
+import { addRule, eventually, generate, record, stored, uniquePrompt, worker } from "./harness.mjs";
 
 async function generated(w, input) {
   const res = await generate(w, { input });
@@ -71,22 +71,22 @@ describe("storing", () => {
 
   test("the cron retries failed copies while Replicate still has the file", async () => {
     const w = await worker();
-    const prompt = uniquePrompt("cron");
-    const { id, predictionId } = await generated(w, { prompt });
-    // Fail every copy of this prediction's output until the cron runs.
-    await addRule({ when: { path: `/delivery/${predictionId}/` }, then: { httpStatus: 500 }, times: 3 });
-    // The copy may already have succeeded before the rule landed; then this test proves nothing new.
-    const r = await eventually(async () => {
+    // The next three output downloads (this image's three copy attempts) fail.
+    await addRule({ when: { path: "/delivery/" }, then: { httpStatus: 500 }, times: 3 });
+    const { id } = await generated(w, { prompt: uniquePrompt("cron") });
+    const failed = await eventually(async () => {
       const r = await record(w, id);
-      return r && r.status !== "pending" && r;
-    }, 15000, "the copy attempts to end");
-    if (r.status === "failed") {
-      const bucket = await w.mf.getR2Bucket("IMAGES");
-      assert.equal(await bucket.head(id), null);
-      await (await w.mf.getWorker()).scheduled({ cron: "*/5 * * * *" });
-      await stored(w, id);
-      assert.ok(await bucket.head(id));
-    }
+      return r?.status === "failed" && r;
+    }, 15000, "the copy attempts to fail");
+    assert.equal(failed.attempts, 3);
+    const bucket = await w.mf.getR2Bucket("IMAGES");
+    assert.equal(await bucket.head(id), null);
+
+    await (await w.mf.getWorker()).scheduled({ cron: "*/5 * * * *" });
+    const r = await stored(w, id);
+    assert.equal(r.attempts, 4);
+    assert.equal(r.last_error ?? null, null);
+    assert.ok(await bucket.head(id));
   });
 });
 
@@ -157,33 +157,23 @@ describe("serving", () => {
     assert.equal(res.headers.get("content-range"), `bytes */${r.size}`);
   });
 
-  test("served from the upstream output until the copy lands", async () => {
+  test("until the copy lands, the upstream output is streamed (not cached)", async () => {
     const w = await worker();
-    const prompt = uniquePrompt("early");
-    const { id, predictionId } = await generated(w, { prompt, output_format: "png", megapixels: "0.25" });
-    void predictionId;
-    // Whether the copy has landed or not, the URL works at once.
+    // The next output download (this image's copy into R2) is slow.
+    await addRule({ when: { path: "/delivery/" }, then: { latencyMs: 1500 }, times: 1 });
+    const { id } = await generated(w, { prompt: uniquePrompt("early"), output_format: "png", megapixels: "0.25" });
+    const bucket = await w.mf.getR2Bucket("IMAGES");
+    assert.equal(await bucket.head(id), null, "not in R2 yet");
+    assert.equal((await record(w, id)).status, "pending");
     const res = await w.fetch(`/image/${id}`);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("content-type"), "image/png");
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    assert.deepEqual(bytes, await upstreamBytes(w, id));
-  });
-
-  test("an upstream copy is served while R2 lacks the bytes", async () => {
-    const w = await worker();
-    const prompt = uniquePrompt("slow copy");
-    const { id, predictionId } = await generated(w, { prompt });
-    // Make the background copy slow; the next read of the file is fast.
-    await addRule({ when: { path: `/delivery/${predictionId}/` }, then: { latencyMs: 1500 }, times: 1 });
-    const bucket = await w.mf.getR2Bucket("IMAGES");
-    if (!(await bucket.head(id))) {
-      const res = await w.fetch(`/image/${id}`);
-      assert.equal(res.status, 200);
-      assert.notEqual(res.headers.get("cache-control"), "public, max-age=31536000, immutable");
-      await res.arrayBuffer();
-    }
+    assert.equal(res.headers.get("cache-control"), "no-store");
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), await upstreamBytes(w, id));
     await stored(w, id);
+    const later = await w.fetch(`/image/${id}`);
+    assert.equal(later.headers.get("cache-control"), "public, max-age=31536000, immutable");
+    await later.arrayBuffer();
   });
 
   test("unknown or malformed ids: 404 Image not found", async () => {
@@ -193,6 +183,5 @@ describe("serving", () => {
       assert.equal(res.status, 404, id);
       assert.deepEqual(await res.json(), { error: "Image not found" });
     }
-    void received;
   });
 });
