@@ -83,6 +83,15 @@ describe("credentials", () => {
     assert.equal((await createsFor(prompt)).length, 0);
   });
 
+  test("authentication comes before input validation", async () => {
+    const w = await worker();
+    const res = await generate(w, { input: { prompt: "x", guidance_scale: 3.5 } }, {});
+    assert.equal(res.status, 401);
+    assert.deepEqual(await res.json(), UNAUTHORIZED);
+    const authed = await generate(w, { input: { prompt: "x", guidance_scale: 3.5 } });
+    assert.equal(authed.status, 400);
+  });
+
   test("a user token Replicate rejects: 401 Invalid Replicate token", async () => {
     const w = await worker();
     const res = await generate(w, { prompt: uniquePrompt("bad user token") }, { "x-replicate-token": "r8_not_a_real_token" });

@@ -10,7 +10,7 @@ use super::persist::keep_outputs;
 use super::{respond, secrets};
 use crate::backoff::poll_delay_ms;
 use crate::config::Config;
-use crate::credentials::{self, CredentialSources};
+use crate::credentials::{self, Credential, CredentialSources};
 use crate::error::ApiError;
 use crate::input_schema;
 use crate::prediction::{failure, timed_out, Prediction, Status};
@@ -30,19 +30,7 @@ pub async fn get(req: Request, env: Env, ctx: &Context, config: &Config) -> Resu
     let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
     let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let query_token = pairs.iter().find(|(k, _)| k == "replicate_token").map(|(_, v)| v.as_str());
-    let header_token = req.headers().get("X-Replicate-Token").ok().flatten();
-    let authorization = req.headers().get("Authorization").ok().flatten();
-    let secrets = secrets(&env);
-    let credential = credentials::resolve(
-        &CredentialSources {
-            header_token: header_token.as_deref(),
-            body_token: None,
-            query_token,
-            authorization: authorization.as_deref(),
-        },
-        &secrets.borrow(),
-        config.allow_user_tokens,
-    )?;
+    let credential = credential(&req, &env, config, None, query_token)?;
     let input = input_schema::input_from_query(&config.model, &pairs)?;
     let job = Job { input, webhook: None, webhook_events_filter: None };
     let generated = generate(&env, ctx, config, &url, &Replicate::new(&config.api_base, &credential), job).await?;
@@ -56,20 +44,9 @@ pub async fn get(req: Request, env: Env, ctx: &Context, config: &Config) -> Resu
 pub async fn post(mut req: Request, env: Env, ctx: &Context, config: &Config) -> Result<Response, ApiError> {
     let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
     let body = read_json_object(&mut req).await?;
-    let (body_token, job) = parse_body(body, config)?;
-    let header_token = req.headers().get("X-Replicate-Token").ok().flatten();
-    let authorization = req.headers().get("Authorization").ok().flatten();
-    let secrets = secrets(&env);
-    let credential = credentials::resolve(
-        &CredentialSources {
-            header_token: header_token.as_deref(),
-            body_token: body_token.as_deref(),
-            query_token: None,
-            authorization: authorization.as_deref(),
-        },
-        &secrets.borrow(),
-        config.allow_user_tokens,
-    )?;
+    let (body_token, mut job) = parse_body(body)?;
+    let credential = credential(&req, &env, config, body_token.as_deref(), None)?;
+    job.input = input_schema::validate(&config.model, &job.input)?;
     let replicate = Replicate::new(&config.api_base, &credential);
     let generated = generate(&env, ctx, config, &url, &replicate, job).await?;
     respond::json(200, &generated.body(config))
@@ -101,6 +78,25 @@ impl Generated {
         }
         body
     }
+}
+
+/// The Replicate token this request runs on (see `credentials::resolve`).
+fn credential(
+    req: &Request,
+    env: &Env,
+    config: &Config,
+    body_token: Option<&str>,
+    query_token: Option<&str>,
+) -> Result<Credential, ApiError> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let (header_token, authorization) = (header("X-Replicate-Token"), header("Authorization"));
+    let sources = CredentialSources {
+        header_token: header_token.as_deref(),
+        body_token,
+        query_token,
+        authorization: authorization.as_deref(),
+    };
+    credentials::resolve(&sources, &secrets(env).borrow(), config.allow_user_tokens)
 }
 
 /// Reads a JSON object body: the right Content-Type, within the size limit.
@@ -139,7 +135,8 @@ async fn read_json_object(req: &mut Request) -> Result<Map<String, Value>, ApiEr
 
 /// The seed's three body forms: `{prompt, ...}`; `{input: {...}}`; and either
 /// plus `webhook`/`webhook_events_filter`. `replicate_token` may ride along.
-fn parse_body(mut body: Map<String, Value>, config: &Config) -> Result<(Option<String>, Job), ApiError> {
+/// The input is validated later, once the caller is authenticated.
+fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job), ApiError> {
     let token = match body.remove("replicate_token") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
@@ -176,7 +173,6 @@ fn parse_body(mut body: Map<String, Value>, config: &Config) -> Result<(Option<S
         Some(_) => return Err(ApiError::bad_request("Invalid input").with_details("input must be a JSON object")),
         None => body,
     };
-    let input = input_schema::validate(&config.model, &input)?;
     Ok((token, Job { input, webhook, webhook_events_filter }))
 }
 
