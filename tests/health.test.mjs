@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import net from "node:net";
 import { describe, test } from "node:test";
 import { AUTH_TOKEN, SERVICE_REPLICATE_TOKEN, worker } from "./harness.mjs";
 
@@ -47,4 +48,40 @@ describe("unknown paths", () => {
       assert.deepEqual(await res.json(), { error: "Not Found" });
     });
   }
+});
+
+describe("connections", () => {
+  /** Sends a POST on a raw keep-alive socket; tells whether the server closed it after answering. */
+  function closedAfterAnswer(url, path, type, body) {
+    return new Promise((resolve) => {
+      const socket = net.connect(Number(url.port), url.hostname);
+      let answer = "";
+      let closed = false;
+      socket.on("data", (d) => (answer += d));
+      socket.on("close", () => (closed = true));
+      socket.on("error", () => (closed = true));
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: ${type}\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: keep-alive\r\n\r\n${body}`,
+      );
+      setTimeout(() => {
+        socket.destroy();
+        resolve({ closed, status: Number(answer.slice(9, 12)) });
+      }, 400);
+    });
+  }
+
+  test("a POST answered without reading its body leaves the connection reusable", async () => {
+    const w = await worker();
+    const body = JSON.stringify({ input: { prompt: "x".repeat(2000) } });
+    for (const [path, type, status] of [
+      ["/replicate/v1/predictions", "application/json", 401],
+      ["/generate", "text/plain", 415],
+      ["/nope", "application/json", 404],
+    ]) {
+      const answer = await closedAfterAnswer(w.url, path, type, body);
+      assert.equal(answer.status, status, path);
+      assert.equal(answer.closed, false, `${path}: the connection was closed`);
+    }
+  });
 });

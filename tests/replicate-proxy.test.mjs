@@ -603,7 +603,7 @@ describe("Replicate-compatible API (/replicate/v1)", () => {
     assert.ok(second.previous?.startsWith(`${w.url.origin}/replicate/v1/predictions?cursor=`), second.previous);
     const back = await json(await fetch(second.previous, { headers: { authorization: `Bearer ${AUTH_TOKEN}` } }), 200, "previous");
     assert.deepEqual(back.results.map((p) => p.id), first.results.map((p) => p.id));
-    assert.ok(ids.length === 110);
+    assert.equal(ids.length, 110);
   });
 
   test("client paginate(predictions.list) finds every prediction created", T, async () => {
