@@ -1,4 +1,4 @@
-const RESPONSE_EFFECTS = ["latencyMs", "httpStatus", "retryAfter", "body"];
+const RESPONSE_EFFECTS = ["latencyMs", "httpStatus", "retryAfter", "body", "contentType", "replaceBody"];
 const PREDICTION_EFFECTS = [
   "fail",
   "hang",

@@ -401,10 +401,12 @@ export async function startEmulator(options = {}) {
     const match = /^\/delivery\/([^/]+)\/out-(\d+)\.([a-z0-9]+)$/.exec(path);
     if (!match) return sendNotFound(res);
     if (req.method !== "GET" && req.method !== "HEAD") return sendMethodNotAllowed(res, req.method, ["GET", "HEAD"]);
-    const file = store.file(match[1], Number(match[2]), match[3]);
-    if (!file) return sendNotFound(res);
+    const stored = store.file(match[1], Number(match[2]), match[3]);
+    if (!stored) return sendNotFound(res);
+    // Delivery effects: a wrong Content-Type header, or other bytes in place of the image.
+    const file = typeof effects.replaceBody === "string" ? { ...stored, bytes: Buffer.from(effects.replaceBody) } : stored;
     res.writeHead(200, {
-      "Content-Type": file.contentType,
+      "Content-Type": typeof effects.contentType === "string" ? effects.contentType : file.contentType,
       "Content-Length": file.bytes.length,
       "Cache-Control": "public, max-age=3600",
     });

@@ -69,6 +69,42 @@ describe("storing", () => {
     assert.equal(await bucket.head(id), null, "no partial object in R2");
   });
 
+  test("the stored content type comes from the bytes, not the upstream header", async () => {
+    const w = await worker();
+    await addRule({ when: { path: "/delivery/" }, then: { contentType: "text/html" }, times: 1 });
+    const { id } = await generated(w, { prompt: uniquePrompt("mislabelled"), output_format: "png", megapixels: "0.25" });
+    const r = await stored(w, id);
+    assert.equal(r.content_type, "image/png");
+    const res = await w.fetch(`/image/${id}`);
+    assert.equal(res.headers.get("content-type"), "image/png");
+    await res.arrayBuffer();
+  });
+
+  test("an id's extension that lies about the bytes: the bytes win", async () => {
+    const w = await worker();
+    // A jpg requested, but the file that arrives is a GIF: stored and served as image/gif.
+    await addRule({ when: { path: "/delivery/" }, then: { replaceBody: "GIF89a-not-really-but-magic-says-gif" }, times: 1 });
+    const { id } = await generated(w, { prompt: uniquePrompt("relabelled"), output_format: "jpg", megapixels: "0.25" });
+    assert.match(id, /\.jpg$/);
+    const r = await stored(w, id);
+    assert.equal(r.content_type, "image/gif");
+    const res = await w.fetch(`/image/${id}`);
+    assert.equal(res.headers.get("content-type"), "image/gif");
+    assert.equal(await res.text(), "GIF89a-not-really-but-magic-says-gif");
+  });
+
+  test("bytes that are no image are not kept", async () => {
+    const w = await worker();
+    await addRule({ when: { path: "/delivery/" }, then: { replaceBody: "<html>not an image</html>" }, times: 3 });
+    const { id } = await generated(w, { prompt: uniquePrompt("not an image") });
+    const r = await eventually(async () => {
+      const r = await record(w, id);
+      return r?.status === "failed" && r;
+    }, 15000, "the copy to be refused");
+    assert.match(r.last_error, /not an image/);
+    assert.equal(await (await w.mf.getR2Bucket("IMAGES")).head(id), null);
+  });
+
   test("the cron retries failed copies while Replicate still has the file", async () => {
     const w = await worker();
     // The next three output downloads (this image's three copy attempts) fail.
