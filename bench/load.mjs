@@ -4,7 +4,7 @@
 import autocannon from "autocannon";
 
 /** Seconds per measured phase and per warm-up; BENCH_SECONDS shortens or lengthens a run. */
-export const PHASE_SECONDS = Number(process.env.BENCH_SECONDS || 8);
+export const PHASE_SECONDS = Number(process.env.BENCH_SECONDS || 6);
 export const WARMUP_SECONDS = Math.max(1, Math.round(PHASE_SECONDS / 4));
 /** Hard cap on requests per phase, whatever the duration. */
 const MAX_REQUESTS = 200_000;
@@ -17,7 +17,8 @@ function percentile(sorted, p) {
 /**
  * Runs one phase against a loopback URL.
  * options: { url, connections, seconds, method, headers, body, onBody(status, body) }
- * Resolves to { requests, ok, failed, rps, p50, p99, bytesPerSec, seconds }.
+ * Resolves to { requests, ok, failed, rps, p50, p99, bytesPerSec, seconds, loaderCpuPercent }
+ * (the last: this process's CPU over the phase, 100 = one core busy).
  */
 export async function load({ url, connections, seconds = PHASE_SECONDS, method = "GET", headers, body, onBody }) {
   const { hostname } = new URL(url);
@@ -40,9 +41,11 @@ export async function load({ url, connections, seconds = PHASE_SECONDS, method =
       bytes += responseBytes;
     }
   });
+  const loaderCpu = process.cpuUsage();
   const hardStop = setTimeout(() => instance.stop(), (seconds + 30) * 1000);
   const result = await instance;
   clearTimeout(hardStop);
+  const { user, system } = process.cpuUsage(loaderCpu);
   latencies.sort((a, b) => a - b);
   const elapsed = result.duration;
   const ok = latencies.length;
@@ -56,5 +59,6 @@ export async function load({ url, connections, seconds = PHASE_SECONDS, method =
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     bytesPerSec: bytes / elapsed,
+    loaderCpuPercent: (user + system) / 10_000 / elapsed,
   };
 }

@@ -6,6 +6,7 @@ const ratio = (v) => `${fixed(2)(v)}x`;
 const int = (v) => (v == null ? "-" : Math.round(v).toLocaleString("en-US"));
 const kb = (bytes) => `${fixed(1)(bytes / 1000)} KB`;
 const mb = (bytes) => `${fixed(2)(bytes / 1e6)} MB`;
+const mb1 = (bytes) => fixed(1)(bytes / 1e6);
 const size = (bytes) => (bytes >= 1e6 ? mb(bytes) : kb(bytes));
 
 function table(columns, rows) {
@@ -21,6 +22,7 @@ function runSection(r) {
     notes: [
       `started ${r.startedAt}, took ${fixed(0)(r.runSeconds)} s`,
       `node ${e.node}, ${e.cpus} CPUs, miniflare ${e.miniflare}, autocannon ${e.autocannon}, loopback only`,
+      `1-minute load average ${fixed(2)(e.loadAverageAtStart)} at start, ${fixed(2)(e.loadAverageAtEnd)} at end (other processes on the machine skew every figure)`,
       `${e.phaseSeconds} s per measured phase after ${e.warmupSeconds} s warm-up; latencies are per response, 2xx only`,
     ],
   };
@@ -28,8 +30,7 @@ function runSection(r) {
 
 function sizeSection(r) {
   const s = r.size;
-  const runs = r.start.runs;
-  const median = (key) => [...runs.map((x) => x[key])].sort((a, b) => a - b)[Math.floor((runs.length - 1) / 2)];
+  const { runs, medianReadyMs, medianFirstAnswerMs } = r.start;
   return {
     title: "Size and start",
     tables: [
@@ -40,8 +41,8 @@ function sizeSection(r) {
           ["build/index_bg.wasm gzip -9", `${int(s.wasmGzipBytes)} B (${kb(s.wasmGzipBytes)})`],
           ["build/index.js raw", `${int(s.jsBytes)} B (${kb(s.jsBytes)})`],
           ["build/index.js gzip -9", `${int(s.jsGzipBytes)} B (${kb(s.jsGzipBytes)})`],
-          [`new Miniflare -> ready, median of ${runs.length}`, `${ms(median("readyMs"))} ms`],
-          [`new Miniflare -> first /health answer, median of ${runs.length}`, `${ms(median("firstAnswerMs"))} ms`],
+          [`new Miniflare -> ready, median of ${runs.length}`, `${ms(medianReadyMs)} ms`],
+          [`new Miniflare -> first /health answer, median of ${runs.length}`, `${ms(medianFirstAnswerMs)} ms`],
         ],
       ),
     ],
@@ -86,36 +87,61 @@ function generationSection(r) {
 
 function imageSection(r) {
   const { items, phases, memory } = r.images;
-  const rows = phases.flatMap((p) => [
-    [p.label, size(p.bytes), "worker", p.connections, int(p.worker.ok), int(p.worker.failed), int(p.worker.rps), ms(p.worker.p50), ms(p.worker.p99), fixed(1)(p.worker.bytesPerSec / 1e6), ratio(p.throughputRatio)],
-    [p.label, size(p.bytes), "static", p.connections, int(p.static.ok), int(p.static.failed), int(p.static.rps), ms(p.static.p50), ms(p.static.p99), fixed(1)(p.static.bytesPerSec / 1e6), ""],
-  ]);
+  const row = (p, server, m, comparison) => [
+    p.label, size(p.bytes), server, p.connections, int(m.ok), int(m.failed), int(m.rps),
+    ms(m.p50), ms(m.p99), fixed(1)(m.bytesPerSec / 1e6), fixed(0)(m.loaderCpuPercent), comparison,
+  ];
+  const rows = phases.flatMap((p) => [row(p, "worker", p.worker, ratio(p.throughputRatio)), row(p, "static", p.static, "")]);
   return {
     title: "Image serving: GET /image/{id} vs. a static file server (same bytes, same run)",
     tables: [
       table(
-        [left("image"), "bytes", left("server"), "conc", "requests", "failed", "req/s", "p50 ms", "p99 ms", "MB/s", "worker/static"],
+        [left("image"), "bytes", left("server"), "conc", "requests", "failed", "req/s", "p50 ms", "p99 ms", "MB/s", "loader CPU %", "worker/static"],
         rows,
       ),
       table(
-        [left("workerd RSS"), "MB"],
+        [left("workerd RSS during"), "start MB", "peak MB", "growth MB"],
         [
-          ["before image phases", fixed(1)(memory.rssBeforeBytes / 1e6)],
-          ...phases.map((p) => [`peak during ${p.label} c${p.connections}`, fixed(1)(p.worker.rssPeakBytes / 1e6)]),
-          ["peak overall", fixed(1)(memory.rssPeakBytes / 1e6)],
-          ["after image phases", fixed(1)(memory.rssAfterBytes / 1e6)],
-        ],
+          ...phases.map((p) => [`fluxgate ${p.label} c${p.connections}`, p.worker]),
+          ...r.floor.images.map((f) => [`floor worker ${f.label} c1`, f]),
+        ].map(([what, m]) => [what, mb1(m.rssStartBytes), mb1(m.rssPeakBytes), mb1(m.rssPeakBytes - m.rssStartBytes)]),
       ),
     ],
     notes: [
       ...items.map((i) => `${i.label}: ${i.contentType}, ${int(i.bytes)} B, input ${JSON.stringify(i.input)}`),
-      `buffering whole bodies at concurrency 32 would hold about ${fixed(0)((32 * Math.max(...items.map((i) => i.bytes))) / 1e6)} MB`,
+      "loader CPU %: the load generator's own CPU (100 = one core); near 100 it, not the server, limits the rate",
+      `fluxgate workerd RSS: ${mb1(memory.rssBeforeBytes)} MB before the image phases, ${mb1(memory.rssAfterBytes)} MB after`,
+      `buffering whole bodies at concurrency 32 would hold about ${fixed(0)((32 * Math.max(...items.map((i) => i.bytes))) / 1e6)} MB more`,
+    ],
+  };
+}
+
+function floorSection(r) {
+  const { floor } = r;
+  const atOne = (phases) => phases.find((p) => p.connections === 1);
+  const pairs = [
+    ["GET /health", floor.health, atOne(r.health)],
+    ["POST /generate (incl. copy to R2)", floor.generate, atOne(r.generation.phases).worker],
+    ...floor.images.map((f) => [`GET /image ${f.label}`, f, atOne(r.images.phases.filter((p) => p.label === f.label)).worker]),
+  ];
+  const direct = atOne(r.generation.phases).direct;
+  return {
+    title: "Floor: bench/floor-worker.mjs, plain JS making the same platform calls, same Miniflare setup, concurrency 1",
+    tables: [
+      table(
+        [left("route"), "floor p50 ms", "fluxgate p50 ms", "floor CPU/req ms", "fluxgate CPU/req ms", "fluxgate - floor CPU ms"],
+        pairs.map(([route, f, w]) => [route, ms(f.p50), ms(w.p50), ms(f.cpuPerRequestMs), ms(w.cpuPerRequestMs), ms(w.cpuPerRequestMs - f.cpuPerRequestMs)]),
+      ),
+    ],
+    notes: [
+      `floor overhead on POST /generate (floor - emulator direct): p50 ${ms(floor.generate.p50 - direct.p50)} ms, p99 ${ms(floor.generate.p99 - direct.p99)} ms`,
+      "what the floor costs is workerd, Miniflare's entry worker and its KV/R2 simulators; the difference is fluxgate's own code",
     ],
   };
 }
 
 function cpuSection(r) {
-  const row = (route, conc, p) => [route, conc, int(p.ok ?? p.requests), int(p.cpuMs), ms(p.cpuPerRequestMs ?? p.perRequestMs)];
+  const row = (route, conc, p) => [route, conc, int(p.ok), int(p.cpuMs), ms(p.cpuPerRequestMs)];
   const rows = [
     ...r.health.map((p) => row("GET /health", p.connections, p)),
     ...r.generation.phases.map((p) => row("POST /generate (incl. copy to R2)", p.connections, p.worker)),
@@ -144,8 +170,8 @@ function targetSection(r) {
   };
 }
 
-export function sections(results) {
-  return [runSection, sizeSection, healthSection, generationSection, imageSection, cpuSection, targetSection].map((s) => s(results));
+function sections(results) {
+  return [runSection, sizeSection, healthSection, generationSection, imageSection, cpuSection, floorSection, targetSection].map((s) => s(results));
 }
 
 function widths({ columns, rows }) {

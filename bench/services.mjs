@@ -29,6 +29,8 @@ function compatibilityDate() {
 async function startListening(args, env = {}) {
   const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
   const exited = once(child, "exit");
+  const killOnExit = () => child.kill();
+  process.once("exit", killOnExit);
   const url = await new Promise((resolve, reject) => {
     let seen = "";
     child.stdout.on("data", (chunk) => {
@@ -43,6 +45,7 @@ async function startListening(args, env = {}) {
     url,
     pid: child.pid,
     async close() {
+      process.off("exit", killOnExit);
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");
       await exited;
@@ -63,16 +66,16 @@ export function startStaticServer(dir) {
 }
 
 /**
- * The worker from build/ in a fresh Miniflare. Resolves to
+ * A worker (by default fluxgate from build/) in a fresh Miniflare. Resolves to
  * { mf, url, pid (workerd), readyMs, firstAnswerMs } where the times run from
  * constructing Miniflare to `mf.ready` and to the first answered GET /health.
  */
-export async function startWorker(emulatorUrl) {
+export async function startWorker(emulatorUrl, scriptPath = "build/index.js") {
   const before = new Set(childrenMatching(process.pid, "workerd"));
   const started = performance.now();
   const mf = new Miniflare({
     rootPath: root,
-    scriptPath: "build/index.js",
+    scriptPath,
     modules: true,
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
     compatibilityDate: compatibilityDate(),

@@ -6,7 +6,7 @@ use worker::{Context, Env, Request, Response, Url};
 
 use super::net::{now_ms, sleep_ms};
 use super::replicate::Replicate;
-use super::persist::keep_outputs;
+use super::persist::{keep_outputs, Seen};
 use super::{respond, secrets};
 use crate::backoff::poll_delay_ms;
 use crate::config::Config;
@@ -195,7 +195,7 @@ async fn generate(
 ) -> Result<Generated, ApiError> {
     let prediction = run(ctx, config, replicate, &job).await?;
     let seed = job.input.get("seed").cloned();
-    let ids = keep_outputs(env, ctx, config, &prediction, &Value::Object(job.input)).await?;
+    let ids = keep_outputs(env, ctx, config, &prediction, &Value::Object(job.input), Seen::New).await?;
     if ids.is_empty() {
         return Err(ApiError::new(502, "Failed to generate image").with_details("the prediction has no output"));
     }

@@ -8,7 +8,7 @@ use worker::{Context, Env, Headers, Method, Request, RequestInit, Response};
 
 use super::generate::image_base;
 use super::net::{fetch_with_timeout, NetError};
-use super::persist::{keep_outputs, known_outputs};
+use super::persist::{keep_outputs, known_outputs, Seen};
 use super::store::Store;
 use super::{config, secrets};
 use crate::config::Config;
@@ -154,7 +154,7 @@ async fn outputs_of(env: &Env, ctx: &Context, config: &Config, value: &Value) ->
     let prediction: Prediction = serde_json::from_value(value.clone()).ok()?;
     if prediction.status == Status::Succeeded && !prediction.output_urls().is_empty() {
         let input = value.get("input").cloned().unwrap_or(Value::Null);
-        return match keep_outputs(env, ctx, config, &prediction, &input).await {
+        return match keep_outputs(env, ctx, config, &prediction, &input, Seen::MaybeBefore).await {
             Ok(ids) => Some(ids),
             Err(e) => {
                 worker::console_warn!("keeping outputs of {}: {e}", prediction.id);
