@@ -1,4 +1,4 @@
-// The examples of the API contract (seed 000), run as written there: curl,
+// The API contract's own examples (the ones the README shows), run as written: curl,
 // JavaScript fetch and Python requests, with only the host and the tokens
 // replaced.
 import assert from "node:assert/strict";
