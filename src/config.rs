@@ -107,11 +107,9 @@ fn number(
 ) -> Result<u32, ApiError> {
     match get(name) {
         None => Ok(default),
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| misconfigured(name, &format!("must be a whole number from {} to {}", range.start(), range.end()))),
+        Some(v) => v.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            misconfigured(name, &format!("must be a whole number from {} to {}", range.start(), range.end()))
+        }),
     }
 }
 

@@ -168,7 +168,9 @@ pub fn records_for(
     for (index, url) in prediction.output_urls().iter().enumerate() {
         let (ext, source_url, data) = match classify_output(url, extra_hosts)? {
             OutputSource::Remote(url) => (ext_from_url(&url).unwrap_or(&requested_ext).to_owned(), Some(url), None),
-            OutputSource::Data { bytes, .. } => (sniff_image(&bytes).ok_or_else(not_an_image)?.ext.to_owned(), None, Some(bytes)),
+            OutputSource::Data { bytes, .. } => {
+                (sniff_image(&bytes).ok_or_else(not_an_image)?.ext.to_owned(), None, Some(bytes))
+            }
         };
         let record = ImageRecord {
             id: image_id(&prediction.id, created_ms, index, &ext),

@@ -32,10 +32,7 @@ pub enum ProxyRoute {
 impl ProxyRoute {
     /// Whether the answer holds one prediction object.
     pub fn answers_prediction(&self) -> bool {
-        matches!(
-            self,
-            Self::CreateForModel | Self::Create | Self::CreateForDeployment | Self::Get(_) | Self::Cancel(_)
-        )
+        matches!(self, Self::CreateForModel | Self::Create | Self::CreateForDeployment | Self::Get(_) | Self::Cancel(_))
     }
 }
 
@@ -187,7 +184,11 @@ mod tests {
             ("GET", "/predictions", ProxyRoute::List),
             ("GET", "/predictions/", ProxyRoute::List),
             ("GET", "/models/black-forest-labs/flux-schnell", ProxyRoute::Model),
-            ("GET", "/models/a/b/versions/5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637", ProxyRoute::Version),
+            (
+                "GET",
+                "/models/a/b/versions/5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637",
+                ProxyRoute::Version,
+            ),
         ];
         for (method, path, route) in cases {
             assert_eq!(resolve(method, path), Ok(route), "{method} {path}");
@@ -196,7 +197,16 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404_and_wrong_methods_405() {
-        for path in ["", "/", "/account", "/models/a", "/predictions/a/b", "/files", "/predictions/../account", "/predictions/a%2Fb"] {
+        for path in [
+            "",
+            "/",
+            "/account",
+            "/models/a",
+            "/predictions/a/b",
+            "/files",
+            "/predictions/../account",
+            "/predictions/a%2Fb",
+        ] {
             assert_eq!(resolve("GET", path).unwrap_err().status, 404, "{path}");
         }
         assert_eq!(resolve("GET", "/models/a/b/predictions").unwrap_err().status, 405);
@@ -216,7 +226,10 @@ mod tests {
     #[test]
     fn errors_have_replicates_shape() {
         let body: Value = serde_json::from_str(&error_body(&ApiError::new(401, "Unauthorized access 🚫"))).unwrap();
-        assert_eq!(body, json!({"title": "Unauthenticated", "detail": "You did not pass a valid authentication token", "status": 401}));
+        assert_eq!(
+            body,
+            json!({"title": "Unauthenticated", "detail": "You did not pass a valid authentication token", "status": 401})
+        );
         let body: Value = serde_json::from_str(&error_body(&not_found())).unwrap();
         assert_eq!(body, json!({"title": "Not Found", "detail": "Not found.", "status": 404}));
         let e = ApiError::new(502, "Replicate API error").with_details("could not reach Replicate");
@@ -273,7 +286,10 @@ mod tests {
 
         let mut removed = json!({"output": null, "data_removed": true});
         rewriter().prediction(&mut removed, Some(&["1.png".to_string(), "2.png".to_string()]));
-        assert_eq!(removed["output"], json!(["https://img.example.com/image/1.png", "https://img.example.com/image/2.png"]));
+        assert_eq!(
+            removed["output"],
+            json!(["https://img.example.com/image/1.png", "https://img.example.com/image/2.png"])
+        );
 
         let mut untouched = json!({"output": ["https://replicate.delivery/x/out.png"]});
         rewriter().prediction(&mut untouched, None);
@@ -284,7 +300,8 @@ mod tests {
 
     #[test]
     fn page_links_point_back_through_us() {
-        let mut page = json!({"next": "https://api.replicate.com/v1/predictions?cursor=n", "previous": null, "results": []});
+        let mut page =
+            json!({"next": "https://api.replicate.com/v1/predictions?cursor=n", "previous": null, "results": []});
         rewriter().page_links(&mut page);
         assert_eq!(page["next"], "https://img.example.com/replicate/v1/predictions?cursor=n");
         assert_eq!(page["previous"], Value::Null);

@@ -10,7 +10,9 @@ pub enum Route {
     /// Anything no route serves: a JSON 404.
     NotFound,
     /// The path exists, but not for this method.
-    MethodNotAllowed { allowed: &'static str },
+    MethodNotAllowed {
+        allowed: &'static str,
+    },
 }
 
 pub fn resolve(method: &str, path: &str) -> Route {

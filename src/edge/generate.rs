@@ -5,8 +5,8 @@ use serde_json::{json, Map, Value};
 use worker::{Context, Env, Request, Response, Url};
 
 use super::net::{now_ms, sleep_ms};
-use super::replicate::Replicate;
 use super::persist::{keep_outputs, Seen};
+use super::replicate::Replicate;
 use super::{respond, secrets};
 use crate::backoff::poll_delay_ms;
 use crate::config::Config;
@@ -106,9 +106,8 @@ async fn read_json_object(req: &mut Request) -> Result<Map<String, Value>, ApiEr
     if mime != "application/json" {
         return Err(ApiError::new(415, "Unsupported Media Type").with_details("Content-Type must be application/json"));
     }
-    let too_large = || {
-        ApiError::new(413, "Request body too large").with_details(format!("the limit is {MAX_BODY_BYTES} bytes"))
-    };
+    let too_large =
+        || ApiError::new(413, "Request body too large").with_details(format!("the limit is {MAX_BODY_BYTES} bytes"));
     let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_large());
@@ -165,8 +164,9 @@ fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job), Api
     let input = match body.remove("input") {
         Some(Value::Object(input)) => {
             if let Some(extra) = body.keys().next() {
-                return Err(ApiError::bad_request("Invalid input")
-                    .with_details(format!("Unknown field '{extra}' next to 'input'; put model inputs inside 'input'")));
+                return Err(ApiError::bad_request("Invalid input").with_details(format!(
+                    "Unknown field '{extra}' next to 'input'; put model inputs inside 'input'"
+                )));
             }
             input
         }
@@ -200,7 +200,13 @@ async fn generate(
         return Err(ApiError::new(502, "Failed to generate image").with_details("the prediction has no output"));
     }
     let base = image_base(config, request_url);
-    let images = ids.into_iter().map(|id| { let url = format!("{base}/image/{id}"); (id, url) }).collect();
+    let images = ids
+        .into_iter()
+        .map(|id| {
+            let url = format!("{base}/image/{id}");
+            (id, url)
+        })
+        .collect();
     Ok(Generated { prediction, seed, images })
 }
 

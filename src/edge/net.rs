@@ -30,10 +30,8 @@ where
     let controller = AbortController::default();
     let signal = controller.signal();
     let work = async move {
-        let response = Fetch::Request(request)
-            .send_with_signal(&signal)
-            .await
-            .map_err(|e| NetError::Failed(e.to_string()))?;
+        let response =
+            Fetch::Request(request).send_with_signal(&signal).await.map_err(|e| NetError::Failed(e.to_string()))?;
         read(response).await
     };
     let timer = Delay::from(Duration::from_millis(timeout_ms));

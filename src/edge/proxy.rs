@@ -4,11 +4,11 @@
 
 use futures_util::future::join_all;
 use serde_json::Value;
-use worker::{Context, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{Context, Env, Headers, Method, Request, Response};
 
 use super::generate::image_base;
-use super::net::{fetch_with_timeout, NetError};
 use super::persist::{keep_outputs, known_outputs, Seen};
+use super::replicate::Replicate;
 use super::store::Store;
 use super::{config, secrets};
 use crate::config::Config;
@@ -39,12 +39,6 @@ fn replicate_error(e: &ApiError) -> Response {
     super::respond::error_as(e, error_body(e), "application/json")
 }
 
-struct Upstream {
-    status: u16,
-    headers: Headers,
-    body: String,
-}
-
 async fn forward(req: Request, env: &Env, ctx: &Context, rest: &str) -> Result<Response, ApiError> {
     let config = config(env)?;
     let method = req.method();
@@ -59,43 +53,19 @@ async fn forward(req: Request, env: &Env, ctx: &Context, rest: &str) -> Result<R
     )?;
 
     let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
-    let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
-    let target = format!("{}/v1{}{}", config.api_base, rest, query);
-    let headers = Headers::new();
-    let set = |k: &str, v: &str| headers.set(k, v).map_err(|_| ApiError::internal());
-    set("Authorization", &format!("Bearer {}", credential.token()))?;
-    set("User-Agent", concat!("fluxgate/", env!("CARGO_PKG_VERSION")))?;
-    for name in FORWARDED_REQUEST_HEADERS {
-        if let Some(value) = header(name) {
-            set(name, &value)?;
-        }
-    }
-    let mut init = RequestInit::new();
-    init.with_method(method.clone()).with_headers(headers.clone());
-    if method == Method::Post {
-        // The body goes through as a stream, never parsed or copied here.
-        if let Some(body) = req.inner().body() {
-            init.with_body(Some(body.into()));
-        }
-    }
-    let upstream_request = Request::new_with_init(&target, &init).map_err(|_| ApiError::internal())?;
+    let path = format!("/v1{rest}{}", url.query().map(|q| format!("?{q}")).unwrap_or_default());
+    let forwarded: Vec<(&str, String)> =
+        FORWARDED_REQUEST_HEADERS.iter().filter_map(|&name| Some((name, header(name)?))).collect();
+    let forwarded: Vec<(&str, &str)> = forwarded.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // A POST body goes through as a stream, never parsed or copied here.
+    let body = if method == Method::Post { req.inner().body().map(Into::into) } else { None };
     let timeout = if method == Method::Post { CREATE_TIMEOUT_MS } else { READ_TIMEOUT_MS };
-    let upstream = fetch_with_timeout(upstream_request, timeout, |mut r| async move {
-        let body = r.text().await.map_err(|e| NetError::Failed(e.to_string()))?;
-        Ok(Upstream { status: r.status_code(), headers: r.headers().clone(), body })
-    })
-    .await
-    .map_err(|e| match e {
-        NetError::Timeout => ApiError::new(504, "Replicate did not answer in time"),
-        NetError::Failed(why) => {
-            worker::console_warn!("replicate proxy: {why}");
-            ApiError::new(502, "Replicate API error").with_details("could not reach Replicate")
-        }
-    })?;
+    let upstream = Replicate::new(&config.api_base, &credential).send(method, &path, body, &forwarded, timeout).await?;
 
     if matches!(upstream.status, 401 | 403) && matches!(credential, Credential::Service(_)) {
-        return Err(ApiError::new(502, "Server misconfiguration")
-            .with_details("the service's Replicate token was rejected"));
+        return Err(
+            ApiError::new(502, "Server misconfiguration").with_details("the service's Replicate token was rejected")
+        );
     }
 
     let our_base = image_base(&config, &url);

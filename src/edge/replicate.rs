@@ -2,6 +2,7 @@
 //! on rate limits and (for reads only) server errors, inside a deadline.
 
 use serde_json::{Map, Value};
+use worker::wasm_bindgen::JsValue;
 use worker::{Headers, Method, Request, RequestInit};
 
 use super::net::{fetch_with_timeout, now_ms, sleep_ms, NetError};
@@ -41,12 +42,13 @@ impl Replicate {
         Self { base: api_base.to_owned(), token: credential.token().to_owned(), kind }
     }
 
-    /// One call, no retries. `path` starts with `/v1/`.
+    /// One call, no retries. `path` starts with `/v1/`; `body` is JSON text
+    /// or a stream passed through; `extra_headers` come last and win.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
-        body: Option<&str>,
+        body: Option<JsValue>,
         extra_headers: &[(&str, &str)],
         timeout_ms: u64,
     ) -> Result<Answer, ApiError> {
@@ -63,8 +65,8 @@ impl Replicate {
         }
         let mut init = RequestInit::new();
         init.with_method(method).with_headers(headers);
-        if let Some(body) = body {
-            init.with_body(Some(body.into()));
+        if body.is_some() {
+            init.with_body(body);
         }
         let url = format!("{}{}", self.base, path);
         let request = Request::new_with_init(&url, &init).map_err(|_| ApiError::internal())?;
@@ -97,7 +99,13 @@ impl Replicate {
         let mut attempt = 0;
         loop {
             let answer = self
-                .send(Method::Post, path, Some(&body), &[("Prefer", &prefer)], wait_secs * 1000 + CREATE_SLACK_MS)
+                .send(
+                    Method::Post,
+                    path,
+                    Some(body.as_str().into()),
+                    &[("Prefer", &prefer)],
+                    wait_secs * 1000 + CREATE_SLACK_MS,
+                )
                 .await?;
             if answer.status == 429 && self.wait_for_retry(&answer, attempt, deadline_ms).await {
                 attempt += 1;

@@ -10,7 +10,7 @@ use super::{IMAGES_BUCKET, METADATA_KV};
 use crate::backoff::retry_delay_ms;
 use crate::error::ApiError;
 use crate::metadata::{kv_key, kv_metadata, ImageRecord, StoreStatus};
-use crate::output::sniff_image;
+use crate::output::{sniff_image, ImageKind};
 
 /// How long fetching one output may take.
 const COPY_TIMEOUT_MS: u64 = 60_000;
@@ -177,7 +177,12 @@ impl Store {
             let body = object.body().ok_or("object has no body")?.stream().map_err(|e| e.to_string())?;
             let stream = worker::FixedLengthStream::wrap(body, size);
             let metadata = HttpMetadata { content_type: Some(kind.content_type.into()), ..Default::default() };
-            self.bucket.put(id, stream).http_metadata(metadata).execute().await.map_err(|e| format!("R2 rewrite: {e}"))?;
+            self.bucket
+                .put(id, stream)
+                .http_metadata(metadata)
+                .execute()
+                .await
+                .map_err(|e| format!("R2 rewrite: {e}"))?;
         }
         Ok((kind.content_type.to_string(), size))
     }
@@ -185,12 +190,7 @@ impl Store {
 
 /// The content type an id's extension implies, before the bytes confirm it.
 pub fn guess_content_type(id: &str) -> &'static str {
-    match id.rsplit('.').next() {
-        Some("png") => "image/png",
-        Some("jpg") => "image/jpeg",
-        Some("gif") => "image/gif",
-        _ => "image/webp",
-    }
+    id.rsplit_once('.').and_then(|(_, ext)| ImageKind::from_ext(ext)).unwrap_or(ImageKind::WEBP).content_type
 }
 
 /// Whether a record's upstream output may still exist (Replicate keeps
