@@ -32,11 +32,7 @@ pub fn retry_delay_ms(attempt: u32) -> u64 {
 /// `None` (dates would need the current time, which the core never reads).
 /// A number too large for `u64` saturates to `u64::MAX`; callers cap it.
 pub fn parse_retry_after(value: &str) -> Option<u64> {
-    let digits = value.trim();
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(digits.parse::<u64>().unwrap_or(u64::MAX))
+    crate::text::decimal(value.trim())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! Secrets are not part of it: they are read where they are used.
 
 use crate::error::ApiError;
+use crate::http_url::parse_http_url;
 
 pub const DEFAULT_API_BASE: &str = "https://api.replicate.com";
 pub const DEFAULT_MODEL: &str = "black-forest-labs/flux-schnell";
@@ -38,7 +39,7 @@ impl Config {
 
         let api_base = get("REPLICATE_API_BASE").unwrap_or_else(|| DEFAULT_API_BASE.into());
         let api_base = api_base.trim_end_matches('/').trim_end_matches("/v1").to_owned();
-        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+        if parse_http_url(&api_base).is_none() {
             return Err(misconfigured("REPLICATE_API_BASE", "must be an http(s) URL"));
         }
 
@@ -62,7 +63,7 @@ impl Config {
             .unwrap_or_default();
         let public_base_url = get("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned());
         if let Some(u) = &public_base_url {
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
+            if parse_http_url(u).is_none() {
                 return Err(misconfigured("PUBLIC_BASE_URL", "must be an http(s) URL"));
             }
         }
@@ -96,7 +97,7 @@ pub fn is_version_id(s: &str) -> bool {
 }
 
 fn misconfigured(name: &str, why: &str) -> ApiError {
-    ApiError::new(500, "Server misconfiguration").with_details(format!("{name} {why}"))
+    ApiError::misconfigured(500, format!("{name} {why}"))
 }
 
 fn number(

@@ -1,5 +1,8 @@
 //! The one JSON error shape every route answers with:
 //! `{"error": "...", "details": "..."}` and the matching status code.
+//!
+//! An error may carry a `cause`: what went wrong inside, for the log line.
+//! It is never serialized, so it never reaches a client.
 
 use serde::Serialize;
 
@@ -13,11 +16,26 @@ pub struct ApiError {
     /// Seconds for a `Retry-After` header (429, 503).
     #[serde(skip)]
     pub retry_after: Option<u32>,
+    /// The methods a 405 names in its `Allow` header.
+    #[serde(skip)]
+    pub allow: Option<&'static str>,
+    /// What went wrong, for the log only.
+    #[serde(skip)]
+    pub cause: Option<String>,
 }
+
+/// The error of every input the service refuses.
+pub const INVALID_INPUT: &str = "Invalid input";
+/// The error of a generation that produced no usable image.
+pub const GENERATION_FAILED: &str = "Failed to generate image";
+/// The error of an answer from Replicate that cannot be used.
+pub const REPLICATE_API_ERROR: &str = "Replicate API error";
+/// The error of a service that is not set up to answer.
+pub const MISCONFIGURED: &str = "Server misconfiguration";
 
 impl ApiError {
     pub fn new(status: u16, error: impl Into<String>) -> Self {
-        Self { status, error: error.into(), details: None, retry_after: None }
+        Self { status, error: error.into(), details: None, retry_after: None, allow: None, cause: None }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
@@ -30,20 +48,48 @@ impl ApiError {
         self
     }
 
+    /// Records what went wrong inside, for the log; never sent.
+    pub fn with_cause(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
+        self
+    }
+
     pub fn bad_request(error: impl Into<String>) -> Self {
         Self::new(400, error)
+    }
+
+    /// A 400 `Invalid input` saying what is wrong.
+    pub fn invalid_input(details: impl Into<String>) -> Self {
+        Self::bad_request(INVALID_INPUT).with_details(details)
+    }
+
+    /// A 502 `Failed to generate image` saying why.
+    pub fn generation_failed(details: impl Into<String>) -> Self {
+        Self::new(502, GENERATION_FAILED).with_details(details)
+    }
+
+    /// A 502 `Replicate API error` saying why.
+    pub fn replicate(details: impl Into<String>) -> Self {
+        Self::new(502, REPLICATE_API_ERROR).with_details(details)
+    }
+
+    /// A `Server misconfiguration` with the given status, saying what is missing.
+    pub fn misconfigured(status: u16, details: impl Into<String>) -> Self {
+        Self::new(status, MISCONFIGURED).with_details(details)
     }
 
     pub fn not_found() -> Self {
         Self::new(404, "Not Found")
     }
 
-    pub fn method_not_allowed(allowed: &str) -> Self {
-        Self::new(405, "Method Not Allowed").with_details(format!("Allowed: {allowed}"))
+    pub fn method_not_allowed(allowed: &'static str) -> Self {
+        let mut e = Self::new(405, "Method Not Allowed").with_details(format!("Allowed: {allowed}"));
+        e.allow = Some(allowed);
+        e
     }
 
-    /// An unexpected failure on our side. The details are for logs, never
-    /// for the client: they may name internals.
+    /// An unexpected failure on our side. What happened goes in the cause,
+    /// for the log, never to the client: it may name internals.
     pub fn internal() -> Self {
         Self::new(500, "Internal server error")
     }
@@ -55,11 +101,15 @@ impl ApiError {
     }
 }
 
+/// The log form: status, error, details, and the cause when there is one.
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status, self.error)?;
         if let Some(details) = &self.details {
             write!(f, ": {details}")?;
+        }
+        if let Some(cause) = &self.cause {
+            write!(f, " (cause: {cause})")?;
         }
         Ok(())
     }
@@ -92,5 +142,27 @@ mod tests {
         assert_eq!(e.retry_after, Some(7));
         assert!(!e.body().contains('7'));
         assert!(!e.body().contains("429"));
+    }
+
+    #[test]
+    fn the_cause_is_logged_never_sent() {
+        let e = ApiError::internal().with_cause("KV put image:abc: quota exceeded");
+        assert!(!e.body().contains("quota"));
+        assert!(e.to_string().contains("KV put image:abc: quota exceeded"));
+    }
+
+    #[test]
+    fn method_not_allowed_carries_the_allow_list() {
+        let e = ApiError::method_not_allowed("GET, HEAD");
+        assert_eq!((e.status, e.allow), (405, Some("GET, HEAD")));
+        assert_eq!(e.details.as_deref(), Some("Allowed: GET, HEAD"));
+    }
+
+    #[test]
+    fn named_constructors() {
+        let e = ApiError::invalid_input("seed must be an integer");
+        assert_eq!((e.status, e.error.as_str()), (400, INVALID_INPUT));
+        assert_eq!((ApiError::generation_failed("x").status, ApiError::replicate("x").status), (502, 502));
+        assert_eq!(ApiError::misconfigured(500, "AUTH_TOKEN").error, MISCONFIGURED);
     }
 }

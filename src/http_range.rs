@@ -3,6 +3,8 @@
 //! Only a single byte range is honoured. A malformed header, another unit or
 //! several ranges are ignored (the whole image is served), as RFC 9110 allows.
 
+use crate::text::decimal;
+
 /// What to answer a request's `Range` header with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeRequest {
@@ -86,14 +88,6 @@ fn single_byte_range(header: &str) -> Option<RangeSpec> {
             (start <= end).then_some(RangeSpec::From { start, end: Some(end) })
         }
     }
-}
-
-/// Only ASCII digits; saturates instead of overflowing.
-fn decimal(digits: &str) -> Option<u64> {
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(digits.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 /// The members of an `If-None-Match` list, as written (`W/"a"`, `"b"`, `*`).

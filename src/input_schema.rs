@@ -6,33 +6,20 @@
 //! judges them.
 
 use crate::error::ApiError;
+use crate::output::ImageKind;
 use serde_json::{Map, Value};
 
 /// The longest prompt accepted, in characters (Unicode scalar values).
 pub const MAX_PROMPT_CHARS: usize = 2000;
 /// The default model, the one whose schema is known.
 pub const FLUX_SCHNELL: &str = "black-forest-labs/flux-schnell";
-/// The error of every invalid input.
-pub const INVALID_INPUT: &str = "Invalid input";
+pub use crate::error::INVALID_INPUT;
 /// The error of a GET without a usable prompt, as the API contract words it.
 pub const MISSING_PROMPT_QUERY: &str = "Missing 'prompt' query parameter";
 /// The largest seed accepted: seeds are 32-bit unsigned integers.
 pub const MAX_SEED: i64 = u32::MAX as i64;
 /// Query parameters that are never model input (read elsewhere).
 const IGNORED_QUERY_KEYS: [&str; 1] = ["replicate_token"];
-/// Query parameters that may become model input, for any model.
-pub const QUERY_FIELDS: [&str; 10] = [
-    "prompt",
-    "aspect_ratio",
-    "seed",
-    "output_format",
-    "num_inference_steps",
-    "output_quality",
-    "go_fast",
-    "megapixels",
-    "num_outputs",
-    "disable_safety_checker",
-];
 /// How many characters of a caller's unknown field name an error repeats.
 const MAX_ECHOED_NAME_CHARS: usize = 64;
 
@@ -80,6 +67,25 @@ impl ModelSchema {
     pub fn field_names(&self) -> Vec<&'static str> {
         self.fields.iter().map(|f| f.name).collect()
     }
+
+    /// How many outputs a prediction of this model with `input` gives:
+    /// its `num_outputs` when the model has that field, else one.
+    pub fn expected_outputs(&self, input: &Map<String, Value>) -> usize {
+        let asked = self.field("num_outputs").and_then(|_| input.get("num_outputs")).and_then(Value::as_u64);
+        usize::try_from(asked.unwrap_or(1)).unwrap_or(1).max(1)
+    }
+
+    /// The image type `input` asks for through `output_format`, when the
+    /// model has that field; what the id's extension is before the bytes say.
+    pub fn output_kind(&self, input: &Map<String, Value>) -> Option<ImageKind> {
+        self.field("output_format").and_then(|_| input.get("output_format")?.as_str()).and_then(ImageKind::from_ext)
+    }
+}
+
+/// The schema whose fields a model without a known one is read with (a GET's
+/// query, the outputs to expect): flux-schnell's, the default model.
+pub fn schema_or_default(model: &str) -> &'static ModelSchema {
+    schema_for(model).unwrap_or(&FLUX_SCHNELL_SCHEMA)
 }
 
 const ASPECT_RATIOS: &[&str] = &["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"];
@@ -133,7 +139,7 @@ pub fn validate(model: &str, input: &Map<String, Value>) -> Result<Map<String, V
 
 /// The input given by a GET's query `pairs`, validated like `validate`.
 ///
-/// Keys are the `QUERY_FIELDS`; `replicate_token` is skipped. Values are
+/// Keys are the fields of the model's schema (flux-schnell's for a model without one); `replicate_token` is skipped. Values are
 /// converted to the field's type (`true`/`false`/`1`/`0` for booleans,
 /// decimal integers), using the model's schema or, for a model without one,
 /// flux-schnell's types. A value left empty counts as absent. A missing or
@@ -147,13 +153,12 @@ pub fn input_from_query(model: &str, pairs: &[(String, String)]) -> Result<Map<S
     if !has_prompt {
         return Err(ApiError::bad_request(MISSING_PROMPT_QUERY));
     }
-    let unknown: Vec<&str> = pairs.iter().map(|(k, _)| *k).filter(|k| !QUERY_FIELDS.contains(k)).collect();
+    let types = schema_or_default(model);
+    let unknown: Vec<&str> = pairs.iter().map(|(k, _)| *k).filter(|k| types.field(k).is_none()).collect();
     if !unknown.is_empty() {
-        let allowed = known_fields(model).unwrap_or_else(|| QUERY_FIELDS.to_vec());
-        return Err(unknown_fields(&unknown, &allowed));
+        return Err(unknown_fields(&unknown, &types.field_names()));
     }
 
-    let types = schema_for(model).unwrap_or(&FLUX_SCHNELL_SCHEMA);
     let mut input = Map::new();
     for (key, raw) in pairs {
         if input.contains_key(key) {
@@ -290,14 +295,11 @@ fn unknown_fields(unknown: &[&str], allowed: &[&str]) -> ApiError {
 
 /// A caller-chosen name cut to `MAX_ECHOED_NAME_CHARS` characters.
 fn shorten(name: &str) -> String {
-    match name.char_indices().nth(MAX_ECHOED_NAME_CHARS) {
-        Some((cut, _)) => format!("{}…", name.get(..cut).unwrap_or_default()),
-        None => name.to_owned(),
-    }
+    crate::text::cut_chars(name, MAX_ECHOED_NAME_CHARS)
 }
 
 fn invalid(details: impl Into<String>) -> ApiError {
-    ApiError::bad_request(INVALID_INPUT).with_details(details)
+    ApiError::invalid_input(details)
 }
 
 #[cfg(test)]
@@ -540,7 +542,7 @@ mod tests {
         let got = details(query(FLUX_SCHNELL, &[("prompt", "x"), ("guidance_scale", "3")]));
         assert_eq!(got, format!("Unknown field 'guidance_scale'; allowed: {ALLOWED}"));
         let got = details(query("owner/other", &[("prompt", "x"), ("lora", "y")]));
-        assert_eq!(got, format!("Unknown field 'lora'; allowed: {}", QUERY_FIELDS.join(", ")));
+        assert_eq!(got, format!("Unknown field 'lora'; allowed: {}", FLUX_SCHNELL_SCHEMA.field_names().join(", ")));
         let got = details(query(FLUX_SCHNELL, &[("prompt", "x"), ("seed", "1"), ("seed", "2")]));
         assert_eq!(got, "seed is given more than once");
         let got = details(query(FLUX_SCHNELL, &[("prompt", "x"), ("prompt", "y")]));

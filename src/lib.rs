@@ -8,7 +8,9 @@ pub mod backoff;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod generation;
 pub mod http_range;
+pub mod http_url;
 pub mod image_id;
 pub mod input_schema;
 pub mod metadata;
@@ -16,6 +18,7 @@ pub mod output;
 pub mod prediction;
 pub mod proxy;
 pub mod routes;
+pub mod text;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

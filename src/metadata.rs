@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::image_id::{image_id, rfc3339_to_ms};
-use crate::output::{classify_output, ext_from_url, sniff_image, OutputSource};
+use crate::output::{classify_output, ext_from_url, sniff_image, ImageKind, OutputSource};
 use crate::prediction::Prediction;
 
 /// The prefix of every image record's KV key.
@@ -145,35 +145,62 @@ fn json_len(c: char) -> usize {
     }
 }
 
-/// One record per output of `prediction`, pending; inline `data:` outputs
-/// come with their decoded bytes (they have no URL to serve from meanwhile).
-/// Ids are derived from the prediction, so the same outputs always get the
-/// same records. `input` is what the model ran with (secrets stripped here).
+/// Where a new image's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// An allowed upstream URL, copied into R2 in the background.
+    Fetch(String),
+    /// Bytes that came inline (a `data:` output), checked to be an image;
+    /// stored at once, as there is no URL to serve them from meanwhile.
+    Inline(Vec<u8>),
+}
+
+/// A record about to be written, with where its bytes come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewImage {
+    pub record: ImageRecord,
+    pub source: ImageSource,
+}
+
+impl ImageRecord {
+    /// Where the bytes can still be copied from: the upstream URL, if any.
+    pub fn source(&self) -> Option<ImageSource> {
+        self.source_url.clone().map(ImageSource::Fetch)
+    }
+}
+
+/// One pending record per output of `prediction`, with its source. An
+/// output that is neither an allowed URL nor an inline image refuses the
+/// whole prediction (a 502). Ids are derived from the prediction, so the
+/// same outputs always get the same records. `input` is what the model ran
+/// with (secrets stripped here); `requested` is the type the input asked for,
+/// which names the id's extension when the URL does not.
 pub fn records_for(
     prediction: &Prediction,
     model: &str,
     input: &Value,
+    requested: Option<ImageKind>,
     extra_hosts: &[String],
     now_ms: u64,
-) -> Result<Vec<(ImageRecord, Option<Vec<u8>>)>, ApiError> {
+) -> Result<Vec<NewImage>, ApiError> {
     let created_at = prediction.created_at.clone().unwrap_or_default();
     let created_ms = rfc3339_to_ms(&created_at).unwrap_or(now_ms);
     let mut input = input.clone();
     if let Value::Object(map) = &mut input {
         strip_secrets(map);
     }
-    let requested_ext = input.get("output_format").and_then(Value::as_str).unwrap_or("webp").to_owned();
-    let not_an_image = || ApiError::new(502, "Failed to generate image").with_details("output is not an image");
+    let requested_ext = requested.unwrap_or(ImageKind::WEBP).ext;
     let mut out = Vec::new();
     for (index, url) in prediction.output_urls().iter().enumerate() {
-        let (ext, source_url, data) = match classify_output(url, extra_hosts)? {
-            OutputSource::Remote(url) => (ext_from_url(&url).unwrap_or(&requested_ext).to_owned(), Some(url), None),
+        let (ext, source) = match classify_output(url, extra_hosts)? {
+            OutputSource::Remote(url) => (ext_from_url(&url).unwrap_or(requested_ext), ImageSource::Fetch(url)),
             OutputSource::Data { bytes, .. } => {
-                (sniff_image(&bytes).ok_or_else(not_an_image)?.ext.to_owned(), None, Some(bytes))
+                let kind = sniff_image(&bytes).ok_or_else(|| ApiError::generation_failed("output is not an image"))?;
+                (kind.ext, ImageSource::Inline(bytes))
             }
         };
         let record = ImageRecord {
-            id: image_id(&prediction.id, created_ms, index, &ext),
+            id: image_id(&prediction.id, created_ms, index, ext),
             prediction_id: prediction.id.clone(),
             index,
             model: prediction.model.clone().unwrap_or_else(|| model.to_owned()),
@@ -183,11 +210,14 @@ pub fn records_for(
             content_type: None,
             size: None,
             status: StoreStatus::Pending,
-            source_url,
+            source_url: match &source {
+                ImageSource::Fetch(url) => Some(url.clone()),
+                ImageSource::Inline(_) => None,
+            },
             attempts: 0,
             last_error: None,
         };
-        out.push((record, data));
+        out.push(NewImage { record, source });
     }
     Ok(out)
 }
@@ -199,6 +229,11 @@ pub fn prediction_key(prediction_id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The type flux-schnell's `output_format` asks for, as the edge reads it.
+    fn requested(input: &Value) -> Option<crate::output::ImageKind> {
+        let input = input.as_object().cloned().unwrap_or_default();
+        crate::input_schema::schema_or_default("black-forest-labs/flux-schnell").output_kind(&input)
+    }
 
     fn succeeded(output: Value) -> Prediction {
         serde_json::from_value(json!({
@@ -219,28 +254,36 @@ mod tests {
             "https://replicate.delivery/xezq/abc/out-1.jpg"
         ]));
         let input = json!({"prompt": "a cat", "output_format": "jpg", "replicate_token": "r8_secret"});
-        let records = records_for(&p, "fallback/model", &input, &[], 0).unwrap();
+        let records = records_for(&p, "fallback/model", &input, requested(&input), &[], 0).unwrap();
         assert_eq!(records.len(), 2);
-        let (first, data) = &records[0];
-        assert!(data.is_none());
+        let NewImage { record: first, source } = &records[0];
+        assert!(matches!(source, ImageSource::Fetch(_)));
         assert!(first.id.ends_with(".jpg"));
         assert_eq!(first.index, 0);
         assert_eq!(first.status, StoreStatus::Pending);
         assert_eq!(first.model, "black-forest-labs/flux-schnell");
         assert_eq!(first.source_url.as_deref(), Some("https://replicate.delivery/xezq/abc/out-0.jpg"));
         assert_eq!(first.input, json!({"prompt": "a cat", "output_format": "jpg"}), "no token kept");
-        assert_ne!(records[0].0.id, records[1].0.id);
-        let again = records_for(&p, "fallback/model", &input, &[], 999).unwrap();
-        assert_eq!(again[0].0, records[0].0, "the same prediction maps to the same records");
+        assert_ne!(records[0].record.id, records[1].record.id);
+        let again = records_for(&p, "fallback/model", &input, requested(&input), &[], 999).unwrap();
+        assert_eq!(again[0].record, records[0].record, "the same prediction maps to the same records");
     }
 
     #[test]
     fn records_for_take_the_extension_from_the_url_then_the_input() {
         let p = succeeded(json!("https://replicate.delivery/a/out-0"));
-        let records = records_for(&p, "m/n", &json!({"output_format": "png"}), &[], 0).unwrap();
-        assert!(records[0].0.id.ends_with(".png"));
-        let records = records_for(&p, "m/n", &json!({}), &[], 0).unwrap();
-        assert!(records[0].0.id.ends_with(".webp"));
+        let records = records_for(
+            &p,
+            "m/n",
+            &json!({"output_format": "png"}),
+            requested(&json!({"output_format": "png"})),
+            &[],
+            0,
+        )
+        .unwrap();
+        assert!(records[0].record.id.ends_with(".png"));
+        let records = records_for(&p, "m/n", &json!({}), requested(&json!({})), &[], 0).unwrap();
+        assert!(records[0].record.id.ends_with(".webp"));
     }
 
     #[test]
@@ -248,21 +291,29 @@ mod tests {
         let png = [0x89u8, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0];
         use base64::Engine;
         let uri = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png));
-        let records = records_for(&succeeded(json!([uri])), "m/n", &json!({}), &[], 0).unwrap();
-        assert!(records[0].0.id.ends_with(".png"));
-        assert_eq!(records[0].0.source_url, None);
-        assert_eq!(records[0].1.as_deref(), Some(&png[..]));
+        let records = records_for(&succeeded(json!([uri])), "m/n", &json!({}), requested(&json!({})), &[], 0).unwrap();
+        assert!(records[0].record.id.ends_with(".png"));
+        assert_eq!(records[0].record.source_url, None);
+        assert_eq!(records[0].source, ImageSource::Inline(png.to_vec()));
         let not_image = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(b"hello"));
-        assert_eq!(records_for(&succeeded(json!([not_image])), "m/n", &json!({}), &[], 0).unwrap_err().status, 502);
+        assert_eq!(
+            records_for(&succeeded(json!([not_image])), "m/n", &json!({}), requested(&json!({})), &[], 0)
+                .unwrap_err()
+                .status,
+            502
+        );
     }
 
     #[test]
     fn records_for_refuse_hosts_not_allowed() {
         let p = succeeded(json!(["https://evil.example/out-0.png"]));
-        assert_eq!(records_for(&p, "m/n", &json!({}), &[], 0).unwrap_err().status, 502);
-        let allowed = records_for(&p, "m/n", &json!({}), &["evil.example".to_string()], 0).unwrap();
+        assert_eq!(records_for(&p, "m/n", &json!({}), requested(&json!({})), &[], 0).unwrap_err().status, 502);
+        let allowed =
+            records_for(&p, "m/n", &json!({}), requested(&json!({})), &["evil.example".to_string()], 0).unwrap();
         assert_eq!(allowed.len(), 1);
-        assert!(records_for(&succeeded(Value::Null), "m/n", &json!({}), &[], 0).unwrap().is_empty());
+        assert!(records_for(&succeeded(Value::Null), "m/n", &json!({}), requested(&json!({})), &[], 0)
+            .unwrap()
+            .is_empty());
     }
 
     use super::*;

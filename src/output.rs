@@ -2,11 +2,12 @@
 //!
 //! Outputs are fetched only from `replicate.delivery` (and its subdomains)
 //! over https on the default port, or from hosts the operator lists; `data:`
-//! outputs are decoded in place. URLs are parsed here by hand, strictly:
-//! anything unusual (userinfo, backslashes, whitespace, odd hosts) is refused
-//! rather than interpreted.
+//! outputs are decoded in place. URLs are parsed by the `url` crate behind
+//! strict checks: anything unusual (userinfo, backslashes, whitespace, odd
+//! hosts) is refused rather than interpreted.
 
 use crate::error::ApiError;
+use crate::http_url::{parse_http_url, HttpUrl};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
@@ -118,91 +119,6 @@ pub fn ext_from_url(url: &str) -> Option<&'static str> {
     ImageKind::from_ext(ext).map(|k| k.ext)
 }
 
-/// The parts of an http(s) URL that decide where it is fetched from.
-#[derive(Debug, PartialEq, Eq)]
-struct HttpUrl {
-    https: bool,
-    /// Lowercase: a DNS name, IPv4 address or bracketed IPv6 address.
-    host: String,
-    /// The port written in the URL, if any.
-    port: Option<u16>,
-}
-
-impl HttpUrl {
-    /// The port the URL connects to.
-    fn effective_port(&self) -> u16 {
-        self.port.unwrap_or(if self.https { 443 } else { 80 })
-    }
-
-    fn is_default_port(&self) -> bool {
-        self.effective_port() == if self.https { 443 } else { 80 }
-    }
-}
-
-fn parse_http_url(url: &str) -> Option<HttpUrl> {
-    if url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
-        return None;
-    }
-    let (scheme, rest) = url.split_once("://")?;
-    let https = if scheme.eq_ignore_ascii_case("https") {
-        true
-    } else if scheme.eq_ignore_ascii_case("http") {
-        false
-    } else {
-        return None;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return None;
-    }
-    let (host, port) = split_host_port(authority)?;
-    let host = host.to_ascii_lowercase();
-    if !is_valid_host(&host) {
-        return None;
-    }
-    Some(HttpUrl { https, host, port })
-}
-
-/// `host[:port]` or `[v6][:port]`; a present port must be 1..=65535 in digits.
-fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if authority.starts_with('[') {
-        let close = authority.find(']')?;
-        let (host, after) = authority.split_at_checked(close + 1)?;
-        match after {
-            "" => (host, None),
-            _ => (host, Some(after.strip_prefix(':')?)),
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        None => None,
-        Some(digits) => {
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            Some(digits.parse::<u16>().ok().filter(|p| *p != 0)?)
-        }
-    };
-    Some((host, port))
-}
-
-/// A lowercase DNS name or IPv4 address (dot-separated, non-empty labels of
-/// `a-z 0-9 - _`, no trailing dot), or a bracketed IPv6 address.
-fn is_valid_host(host: &str) -> bool {
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return inner.contains(':') && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-    }
-    !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        })
-}
-
 fn is_allowed(url: &HttpUrl, extra_hosts: &[String]) -> bool {
     is_replicate_delivery(url) || extra_hosts.iter().any(|entry| matches_extra_host(url, entry))
 }
@@ -214,15 +130,20 @@ fn is_replicate_delivery(url: &HttpUrl) -> bool {
 }
 
 /// Whether `url` is on the operator-listed `entry` (`host` or `host:port`).
+/// An entry is read as the authority of a URL, with the same strictness.
 fn matches_extra_host(url: &HttpUrl, entry: &str) -> bool {
-    let entry = entry.trim().to_ascii_lowercase();
-    match split_host_port(&entry) {
-        Some((host, port)) if is_valid_host(host) && host == url.host => match port {
-            Some(port) => port == url.effective_port(),
-            None => url.is_default_port(),
-        },
-        _ => false,
+    let entry = entry.trim();
+    if entry.is_empty() || entry.contains(['/', '?', '#']) {
+        return false;
     }
+    let Some(listed) = parse_http_url(&format!("http://{entry}")) else { return false };
+    let after_host = entry.rsplit_once(']').map_or(entry, |(_, after)| after);
+    let explicit_port = after_host.contains(':');
+    listed.host == url.host
+        && match explicit_port {
+            true => listed.effective_port() == url.effective_port(),
+            false => url.is_default_port(),
+        }
 }
 
 fn decode_data_uri(uri: &str) -> Result<OutputSource, ApiError> {
@@ -266,7 +187,7 @@ fn has_prefix_ignore_case(s: &str, prefix: &str) -> bool {
 }
 
 fn output_error(details: &str) -> ApiError {
-    ApiError::new(502, "Failed to generate image").with_details(details)
+    ApiError::generation_failed(details)
 }
 
 #[cfg(test)]
@@ -492,19 +413,5 @@ mod tests {
         assert_eq!(ext_from_url("out-1.png"), Some("png"));
         assert_eq!(ext_from_url("data:image/png;base64,AAAA.png"), None);
         assert_eq!(ext_from_url(""), None);
-    }
-
-    #[test]
-    fn urls_parse_into_scheme_host_and_port() {
-        let parsed = parse_http_url("HTTP://Host.Example:8080/p?q#f").unwrap();
-        assert_eq!(parsed, HttpUrl { https: false, host: "host.example".into(), port: Some(8080) });
-        assert_eq!(parsed.effective_port(), 8080);
-        assert!(!parsed.is_default_port());
-        let v6 = parse_http_url("https://[2001:DB8::1]/").unwrap();
-        assert_eq!(v6, HttpUrl { https: true, host: "[2001:db8::1]".into(), port: None });
-        assert!(parse_http_url("https://[::1/").is_none());
-        assert!(parse_http_url("https://[::1]x/").is_none());
-        assert!(parse_http_url("https://[zz]/").is_none());
-        assert!(parse_http_url("https://a:1:2/").is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! Replicate's prediction object, and how its outcomes and Replicate's error
 //! answers become this service's errors.
 
+use crate::credentials::Credential;
 use crate::error::ApiError;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -106,7 +107,7 @@ impl Prediction {
 /// The 502 for a prediction that failed, was canceled or aborted, with
 /// Replicate's error (cut to `MAX_DETAILS_CHARS`) as details.
 pub fn failure(prediction: &Prediction) -> ApiError {
-    ApiError::new(502, "Failed to generate image").with_details(truncate(&prediction.error_message()))
+    ApiError::generation_failed(truncate(&prediction.error_message()))
 }
 
 /// The 504 for a prediction that did not finish before the deadline.
@@ -115,13 +116,15 @@ pub fn timed_out(prediction_id: &str) -> ApiError {
         .with_details(truncate(&format!("prediction {prediction_id} did not finish in time")))
 }
 
-/// Whose Replicate token a request to Replicate carried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    /// The caller's own token.
-    User,
-    /// The service's `REPLICATE_API_TOKEN`.
-    Service,
+/// The error for a Replicate token that Replicate refused (401/403): the
+/// caller's own is their mistake; the service's is the operator's.
+pub fn rejected_token(credential: &Credential) -> ApiError {
+    match credential {
+        Credential::User(_) => {
+            ApiError::new(401, "Invalid Replicate token").with_details("Replicate rejected the token")
+        }
+        Credential::Service(_) => ApiError::misconfigured(502, "the service's Replicate token was rejected"),
+    }
 }
 
 /// The error for a non-2xx answer of Replicate's API: its `status`, its
@@ -138,35 +141,28 @@ pub enum TokenKind {
 /// | 429 | 429 `Rate limited by Replicate`, `Retry-After` (default 10 s) |
 /// | other 4xx | 502 `Replicate API error` |
 /// | 5xx and anything else | 502 `Replicate API error`, "Replicate answered <status>" |
-pub fn upstream_error(status: u16, body: &str, token: TokenKind, retry_after: Option<u64>) -> ApiError {
+pub fn upstream_error(status: u16, body: &str, credential: &Credential, retry_after: Option<u64>) -> ApiError {
     let detail = body_detail(body);
     let or_status = || detail.clone().unwrap_or_else(|| format!("Replicate answered {status}"));
     match status {
-        401 | 403 => match token {
-            TokenKind::User => {
-                ApiError::new(401, "Invalid Replicate token").with_details("Replicate rejected the token")
-            }
-            TokenKind::Service => {
-                ApiError::new(502, "Server misconfiguration").with_details("the service's Replicate token was rejected")
-            }
-        },
+        401 | 403 => rejected_token(credential),
         402 => ApiError::new(402, "Replicate billing required").with_details(or_status()),
         404 => {
             let details = match &detail {
                 Some(d) => truncate(&format!("model or version not found: {d}")),
                 None => String::from("model or version not found"),
             };
-            ApiError::new(502, "Replicate API error").with_details(details)
+            ApiError::replicate(details)
         }
-        422 => ApiError::bad_request("Invalid input").with_details(or_status()),
+        422 => ApiError::invalid_input(or_status()),
         429 => {
             let seconds = retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS);
             ApiError::new(429, "Rate limited by Replicate")
                 .with_details(or_status())
                 .with_retry_after(u32::try_from(seconds).unwrap_or(u32::MAX))
         }
-        400..=499 => ApiError::new(502, "Replicate API error").with_details(or_status()),
-        _ => ApiError::new(502, "Replicate API error").with_details(format!("Replicate answered {status}")),
+        400..=499 => ApiError::replicate(or_status()),
+        _ => ApiError::replicate(format!("Replicate answered {status}")),
     }
 }
 
@@ -196,10 +192,7 @@ fn one_line(text: &str) -> String {
 
 /// `text` cut to `MAX_DETAILS_CHARS` characters, marked with `…` when cut.
 fn truncate(text: &str) -> String {
-    match text.char_indices().nth(MAX_DETAILS_CHARS) {
-        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
-        None => text.to_owned(),
-    }
+    crate::text::cut_chars(text, MAX_DETAILS_CHARS)
 }
 
 fn null_as_false<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
@@ -208,6 +201,13 @@ fn null_as_false<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::
 
 #[cfg(test)]
 mod tests {
+    fn user() -> Credential {
+        Credential::User("r8_caller".into())
+    }
+
+    fn service() -> Credential {
+        Credential::Service("r8_service".into())
+    }
 
     #[test]
     fn seed_comes_from_the_logs() {
@@ -352,9 +352,9 @@ mod tests {
         let body =
             r#"{"title":"Unauthenticated","detail":"You did not pass a valid authentication token","status":401}"#;
         for status in [401, 403] {
-            let user = upstream_error(status, body, TokenKind::User, None);
+            let user = upstream_error(status, body, &user(), None);
             assert_eq!(summary(&user), (401, "Invalid Replicate token", Some("Replicate rejected the token")));
-            let service = upstream_error(status, body, TokenKind::Service, None);
+            let service = upstream_error(status, body, &service(), None);
             assert_eq!(
                 summary(&service),
                 (502, "Server misconfiguration", Some("the service's Replicate token was rejected"))
@@ -365,48 +365,45 @@ mod tests {
     #[test]
     fn client_errors() {
         let body = r#"{"detail":"- input.num_outputs: Must be less than or equal to 4","status":422,"title":"Input validation failed"}"#;
-        let err = upstream_error(422, body, TokenKind::User, None);
+        let err = upstream_error(422, body, &user(), None);
         assert_eq!(summary(&err), (400, "Invalid input", Some("- input.num_outputs: Must be less than or equal to 4")));
 
-        let err = upstream_error(404, r#"{"detail":"Not found.","status":404}"#, TokenKind::Service, None);
+        let err = upstream_error(404, r#"{"detail":"Not found.","status":404}"#, &service(), None);
         assert_eq!(summary(&err), (502, "Replicate API error", Some("model or version not found: Not found.")));
-        let err = upstream_error(404, "", TokenKind::Service, None);
+        let err = upstream_error(404, "", &service(), None);
         assert_eq!(summary(&err), (502, "Replicate API error", Some("model or version not found")));
 
-        let err = upstream_error(402, r#"{"detail":"You have insufficient credit"}"#, TokenKind::User, None);
+        let err = upstream_error(402, r#"{"detail":"You have insufficient credit"}"#, &user(), None);
         assert_eq!(summary(&err), (402, "Replicate billing required", Some("You have insufficient credit")));
-        let err = upstream_error(402, "", TokenKind::User, None);
+        let err = upstream_error(402, "", &user(), None);
         assert_eq!(summary(&err), (402, "Replicate billing required", Some("Replicate answered 402")));
 
-        let err = upstream_error(409, r#"{"title":"Conflict"}"#, TokenKind::User, None);
+        let err = upstream_error(409, r#"{"title":"Conflict"}"#, &user(), None);
         assert_eq!(summary(&err), (502, "Replicate API error", Some("Conflict")));
-        let err = upstream_error(400, "bad\n  request", TokenKind::User, None);
+        let err = upstream_error(400, "bad\n  request", &user(), None);
         assert_eq!(summary(&err), (502, "Replicate API error", Some("bad request")));
-        let err = upstream_error(413, "{}", TokenKind::User, None);
+        let err = upstream_error(413, "{}", &user(), None);
         assert_eq!(summary(&err), (502, "Replicate API error", Some("Replicate answered 413")));
     }
 
     #[test]
     fn rate_limits() {
         let body = r#"{"detail":"Request was throttled. Your rate limit resets in ~30s."}"#;
-        let err = upstream_error(429, body, TokenKind::User, Some(30));
+        let err = upstream_error(429, body, &user(), Some(30));
         assert_eq!(
             summary(&err),
             (429, "Rate limited by Replicate", Some("Request was throttled. Your rate limit resets in ~30s."))
         );
         assert_eq!(err.retry_after, Some(30));
-        assert_eq!(upstream_error(429, "", TokenKind::Service, None).retry_after, Some(10));
-        assert_eq!(upstream_error(429, "", TokenKind::Service, Some(u64::MAX)).retry_after, Some(u32::MAX));
-        assert_eq!(
-            upstream_error(429, "", TokenKind::Service, None).details.as_deref(),
-            Some("Replicate answered 429")
-        );
+        assert_eq!(upstream_error(429, "", &service(), None).retry_after, Some(10));
+        assert_eq!(upstream_error(429, "", &service(), Some(u64::MAX)).retry_after, Some(u32::MAX));
+        assert_eq!(upstream_error(429, "", &service(), None).details.as_deref(), Some("Replicate answered 429"));
     }
 
     #[test]
     fn server_errors_never_echo_the_body() {
         for status in [500, 502, 503, 504, 599, 302, 100] {
-            let err = upstream_error(status, r#"{"detail":"internal trace"}"#, TokenKind::Service, Some(5));
+            let err = upstream_error(status, r#"{"detail":"internal trace"}"#, &service(), Some(5));
             let expected = format!("Replicate answered {status}");
             assert_eq!(summary(&err), (502, "Replicate API error", Some(expected.as_str())));
             assert_eq!(err.retry_after, None);

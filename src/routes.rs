@@ -7,6 +7,9 @@ pub enum Route {
     GeneratePost,
     /// `GET|HEAD /image/{id}`; the id is checked by the handler.
     Image(String),
+    /// Anything under `/replicate/v1`: the path after the prefix, routed
+    /// further by `proxy::resolve`.
+    Replicate(String),
     /// Anything no route serves: a JSON 404.
     NotFound,
     /// The path exists, but not for this method.
@@ -16,6 +19,9 @@ pub enum Route {
 }
 
 pub fn resolve(method: &str, path: &str) -> Route {
+    if let Some(rest) = path.strip_prefix(crate::proxy::PREFIX).filter(|r| r.is_empty() || r.starts_with('/')) {
+        return Route::Replicate(rest.to_owned());
+    }
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     match path {
         "/health" => only(method, "GET, HEAD", Route::Health),
@@ -65,6 +71,13 @@ mod tests {
         assert_eq!(resolve("PUT", "/image/abc.png"), Route::MethodNotAllowed { allowed: "GET, HEAD" });
         assert_eq!(resolve("GET", "/image/"), Route::NotFound);
         assert_eq!(resolve("GET", "/image/a/b.png"), Route::NotFound);
+    }
+
+    #[test]
+    fn replicate_api_takes_everything_under_its_prefix() {
+        assert_eq!(resolve("POST", "/replicate/v1/predictions"), Route::Replicate("/predictions".into()));
+        assert_eq!(resolve("GET", "/replicate/v1"), Route::Replicate(String::new()));
+        assert_eq!(resolve("GET", "/replicate/v1x"), Route::NotFound);
     }
 
     #[test]

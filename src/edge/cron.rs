@@ -1,7 +1,7 @@
 //! The scheduled trigger: copies that failed (or were cut off with their
-//! request) are retried while Replicate still keeps the output.
+//! request) are retried while Replicate still keeps the output. It walks the
+//! index of copies still to do, so its cost follows the work left.
 
-use serde_json::Value;
 use worker::{Env, ScheduleContext, ScheduledEvent};
 
 use super::net::now_ms;
@@ -11,58 +11,76 @@ use crate::metadata::{ImageRecord, StoreStatus};
 
 /// A pending record younger than this may still be in its request's `wait_until`.
 const PENDING_GRACE_MS: u64 = 2 * 60 * 1000;
-/// Records examined per run, to stay within one invocation's limits.
+/// Copies tried per run, to stay within one invocation's limits.
 const MAX_RETRIES_PER_RUN: usize = 50;
 
 #[worker::event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    let Ok(store) = Store::from_env(&env) else {
-        worker::console_error!("scheduled: R2 or KV binding missing");
-        return;
+    let store = match Store::from_env(&env) {
+        Ok(store) => store,
+        Err(e) => {
+            worker::console_error!("scheduled: {e}");
+            return;
+        }
     };
     let mut cursor: Option<String> = None;
     let mut retried = 0;
     loop {
-        let mut list = store.kv.list().prefix("image:".into()).limit(1000);
-        if let Some(c) = cursor.take() {
-            list = list.cursor(c);
-        }
-        let Ok(page) = list.execute().await else {
-            worker::console_error!("scheduled: KV list failed");
-            return;
+        let (ids, next) = match store.pending_page(cursor.take()).await {
+            Ok(page) => page,
+            Err(e) => {
+                worker::console_error!("scheduled: {e}");
+                return;
+            }
         };
-        for key in &page.keys {
+        for id in ids {
             if retried >= MAX_RETRIES_PER_RUN {
                 return;
             }
-            if !needs_retry(key.metadata.as_ref()) {
-                continue;
-            }
-            let id = key.name.trim_start_matches("image:");
-            let Ok(Some(record)) = store.record(id).await else { continue };
-            if retryable(&record) {
-                retried += 1;
-                let result = store.persist(record, None, 1).await;
-                worker::console_log!("scheduled: retried {id}: {:?}", result.status);
+            let record = match store.record(&id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    store.forget_pending(&id).await;
+                    continue;
+                }
+                Err(e) => {
+                    worker::console_warn!("scheduled: {e}");
+                    continue;
+                }
+            };
+            match (retryable(&record), record.source()) {
+                (Retry::Now, Some(source)) => {
+                    retried += 1;
+                    let result = store.persist(record, &source, 1).await;
+                    worker::console_log!("scheduled: retried {id}: {:?}", result.status);
+                }
+                (Retry::Later, _) => {}
+                (Retry::Never, _) | (Retry::Now, None) => store.forget_pending(&id).await,
             }
         }
-        match page.cursor {
-            Some(c) if !page.list_complete => cursor = Some(c),
-            _ => break,
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
         }
     }
 }
 
-/// From the key's metadata alone: anything not yet stored.
-fn needs_retry(metadata: Option<&Value>) -> bool {
-    metadata.and_then(|m| m.get("status")).and_then(Value::as_str) != Some("stored")
+/// What the cron does with a record still indexed as a copy to do.
+enum Retry {
+    Now,
+    /// Pending and young: its own request's `wait_until` may still copy it.
+    Later,
+    /// Stored, or its upstream output is gone.
+    Never,
 }
 
-fn retryable(record: &ImageRecord) -> bool {
+fn retryable(record: &ImageRecord) -> Retry {
     let age = now_ms().saturating_sub(rfc3339_to_ms(&record.created_at).unwrap_or(0));
     match record.status {
-        StoreStatus::Stored => false,
-        StoreStatus::Failed => source_still_valid(record),
-        StoreStatus::Pending => age > PENDING_GRACE_MS && source_still_valid(record),
+        StoreStatus::Stored => Retry::Never,
+        _ if !source_still_valid(record) => Retry::Never,
+        StoreStatus::Failed => Retry::Now,
+        StoreStatus::Pending if age > PENDING_GRACE_MS => Retry::Now,
+        StoreStatus::Pending => Retry::Later,
     }
 }

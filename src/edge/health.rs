@@ -2,25 +2,25 @@
 //! configured. Never the secrets themselves.
 
 use serde_json::json;
-use worker::{Env, Response};
+use worker::Response;
 
-use super::{respond, IMAGES_BUCKET, METADATA_KV};
-use crate::config::Config;
+use super::{respond, RequestContext, IMAGES_BUCKET, METADATA_KV};
 use crate::error::ApiError;
 
-pub fn get(env: &Env) -> Result<Response, ApiError> {
-    let secret_set = |name: &str| env.secret(name).map(|s| !s.to_string().is_empty()).unwrap_or(false);
-    let config = Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
+pub fn get(cx: &RequestContext) -> Result<Response, ApiError> {
+    let config = cx.config();
     let body = json!({
         "status": if config.is_ok() { "ok" } else { "misconfigured" },
         "service": "fluxgate",
         "version": crate::VERSION,
-        "r2": env.bucket(IMAGES_BUCKET).is_ok(),
-        "kv": env.kv(METADATA_KV).is_ok(),
-        "replicate_token": secret_set("REPLICATE_API_TOKEN"),
-        "auth_token": secret_set("AUTH_TOKEN"),
+        "r2": cx.env.bucket(IMAGES_BUCKET).is_ok(),
+        "kv": cx.env.kv(METADATA_KV).is_ok(),
+        "replicate_token": cx.secrets.replicate_token.is_some(),
+        "auth_token": cx.secrets.auth_token.is_some(),
         "model": config.as_ref().map(|c| c.model.as_str()).ok(),
-        "config_error": config.as_ref().err().and_then(|e| e.details.as_deref()),
+        "config_error": cx.config_error().and_then(|e| e.details.as_deref()),
+        // Without PUBLIC_BASE_URL, links are built from the request's Host.
+        "links_from_request_host": cx.base_from_request,
     });
     respond::json(200, &body)
 }

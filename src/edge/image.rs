@@ -3,10 +3,11 @@
 //! Before the copy into R2 has finished, the still-valid upstream output is
 //! streamed instead.
 
-use worker::{Env, Headers, Method, Object, Range, Request, RequestInit, Response, ResponseBody};
+use worker::{Headers, Method, Object, Request, RequestInit, Response, ResponseBody};
 
 use super::net::{fetch_with_timeout, NetError};
 use super::store::{guess_content_type, source_still_valid, Store};
+use super::RequestContext;
 use crate::error::ApiError;
 use crate::http_range::{content_range, etag_matches, parse_range, unsatisfied_range, RangeRequest};
 use crate::image_id::parse_image_id;
@@ -19,25 +20,25 @@ pub fn image_not_found() -> ApiError {
     ApiError::new(404, "Image not found")
 }
 
-pub async fn get(req: &Request, env: &Env, id: &str) -> Result<Response, ApiError> {
+pub async fn get(req: &Request, cx: &RequestContext, id: &str) -> Result<Response, ApiError> {
     if parse_image_id(id).is_none() {
         return Err(image_not_found());
     }
     let head_only = req.method() == Method::Head;
-    let store = Store::from_env(env)?;
+    let store = cx.store()?;
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let if_none_match = header("If-None-Match");
     let range = header("Range");
 
     // Conditional or ranged requests need the size and ETag first.
     if if_none_match.is_some() || range.is_some() || head_only {
-        let Some(meta) = store.bucket.head(id).await.map_err(r2_error)? else {
-            return from_upstream(&store, id, head_only).await;
+        let Some(meta) = store.head(id).await? else {
+            return from_upstream(store, id, head_only).await;
         };
         let etag = meta.http_etag();
         if if_none_match.as_deref().is_some_and(|v| etag_matches(v, &etag)) {
             let headers = object_headers(&meta)?;
-            return Ok(Response::empty().map_err(|_| ApiError::internal())?.with_status(304).with_headers(headers));
+            return Ok(Response::empty()?.with_status(304).with_headers(headers));
         }
         let size = meta.size();
         return match parse_range(range.as_deref(), size) {
@@ -49,28 +50,23 @@ pub async fn get(req: &Request, env: &Env, id: &str) -> Result<Response, ApiErro
             RangeRequest::Full if head_only => {
                 let headers = object_headers(&meta)?;
                 set(&headers, "Content-Length", &size.to_string())?;
-                Ok(Response::empty().map_err(|_| ApiError::internal())?.with_headers(headers))
+                Ok(Response::empty()?.with_headers(headers))
             }
-            RangeRequest::Full => serve(&store, id, None, size).await,
-            RangeRequest::Partial { start, end } => serve(&store, id, Some((start, end)), size).await,
+            RangeRequest::Full => serve(store, id, None, size).await,
+            RangeRequest::Partial { start, end } => serve(store, id, Some((start, end)), size).await,
         };
     }
-    let object = store.bucket.get(id).execute().await.map_err(r2_error)?;
-    match object {
+    match store.object(id, None).await? {
         Some(object) => {
             let size = object.size();
             stream_object(object, None, size)
         }
-        None => from_upstream(&store, id, false).await,
+        None => from_upstream(store, id, false).await,
     }
 }
 
 async fn serve(store: &Store, id: &str, part: Option<(u64, u64)>, size: u64) -> Result<Response, ApiError> {
-    let mut get = store.bucket.get(id);
-    if let Some((start, end)) = part {
-        get = get.range(Range::OffsetWithLength { offset: start, length: end - start + 1 });
-    }
-    match get.execute().await.map_err(r2_error)? {
+    match store.object(id, part).await? {
         Some(object) => stream_object(object, part, size),
         None => Err(image_not_found()),
     }
@@ -86,8 +82,8 @@ fn stream_object(object: Object, part: Option<(u64, u64)>, size: u64) -> Result<
         None => (200, size),
     };
     set(&headers, "Content-Length", &length.to_string())?;
-    let body = object.body().ok_or_else(ApiError::internal)?.response_body().map_err(|_| ApiError::internal())?;
-    Ok(Response::from_body(body).map_err(|_| ApiError::internal())?.with_status(status).with_headers(headers))
+    let body = object.body().ok_or_else(|| ApiError::internal().with_cause("R2 object without a body"))?;
+    Ok(Response::from_body(body.response_body()?)?.with_status(status).with_headers(headers))
 }
 
 fn object_headers(object: &Object) -> Result<Headers, ApiError> {
@@ -110,7 +106,7 @@ async fn from_upstream(store: &Store, id: &str, head_only: bool) -> Result<Respo
     let url = record.source_url.as_deref().ok_or_else(image_not_found)?;
     let mut init = RequestInit::new();
     init.with_method(if head_only { Method::Head } else { Method::Get });
-    let request = Request::new_with_init(url, &init).map_err(|_| ApiError::internal())?;
+    let request = Request::new_with_init(url, &init)?;
     let upstream = fetch_with_timeout(request, UPSTREAM_TIMEOUT_MS, |r| async move { Ok(r) }).await.map_err(|e| {
         if let NetError::Failed(why) = e {
             worker::console_warn!("image {id}: upstream fetch failed: {why}");
@@ -131,14 +127,9 @@ async fn from_upstream(store: &Store, id: &str, head_only: bool) -> Result<Respo
         ResponseBody::Stream(stream) if !head_only => ResponseBody::Stream(stream.clone()),
         _ => ResponseBody::Empty,
     };
-    Ok(Response::from_body(body).map_err(|_| ApiError::internal())?.with_headers(headers))
+    Ok(Response::from_body(body)?.with_headers(headers))
 }
 
 fn set(headers: &Headers, name: &str, value: &str) -> Result<(), ApiError> {
-    headers.set(name, value).map_err(|_| ApiError::internal())
-}
-
-fn r2_error(e: worker::Error) -> ApiError {
-    worker::console_error!("R2: {e}");
-    ApiError::internal()
+    Ok(headers.set(name, value)?)
 }

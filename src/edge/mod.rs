@@ -1,7 +1,14 @@
-//! The Workers glue: the fetch entry point dispatching to one handler per
-//! route group, and the cron that retries failed copies. Handlers return
-//! `Result<Response, ApiError>`; every error leaves as the shared JSON shape.
+//! The Workers glue: the fetch entry point, which builds one request
+//! context and dispatches to one handler per route group, and the cron that
+//! retries unfinished copies. Handlers return `Result<Response, ApiError>`;
+//! every error leaves as the shared JSON shape (Replicate's under
+//! `/replicate/v1`), and errors of ours (5xx) are logged with their cause.
+//!
+//! Where things go: a new route is a `Route` variant (`routes.rs`) and a
+//! handler file here; a new storage call is a `Store` method (`store.rs`);
+//! a call to Replicate is a `Replicate` method (`replicate.rs`).
 
+mod context;
 mod cron;
 mod generate;
 mod health;
@@ -15,10 +22,9 @@ mod store;
 
 use worker::{event, Context, Env, Request, Response, Result};
 
-use crate::config::Config;
-use crate::credentials::ServiceSecrets;
 use crate::error::ApiError;
 use crate::routes::{self, Route};
+pub use context::RequestContext;
 
 /// Binding names, as declared in wrangler.toml.
 pub const IMAGES_BUCKET: &str = "IMAGES";
@@ -32,35 +38,25 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let inner = Clone::clone(req.inner()); // the same JS object, not Request.clone()
-    let response = dispatch(req, env, &ctx).await;
+    let cx = RequestContext::new(&req, env, ctx);
+    let response = dispatch(req, &cx).await;
     drain_unread_body(&inner).await;
     Ok(response)
 }
 
-async fn dispatch(req: Request, env: Env, ctx: &Context) -> Response {
-    let path = req.path();
-    if let Some(rest) = path.strip_prefix(crate::proxy::PREFIX).filter(|r| r.is_empty() || r.starts_with('/')) {
-        return proxy::handle(req, env, ctx, rest).await;
-    }
-    let route = routes::resolve(req.method().as_ref(), &path);
+async fn dispatch(req: Request, cx: &RequestContext) -> Response {
+    let route = routes::resolve(req.method().as_ref(), &req.path());
     let answer = match route {
-        Route::Health => health::get(&env),
+        Route::Replicate(rest) => return proxy::handle(req, cx, &rest).await,
+        Route::Health => health::get(cx),
         Route::NotFound => Err(ApiError::not_found()),
         Route::MethodNotAllowed { allowed } => Err(ApiError::method_not_allowed(allowed)),
-        Route::Image(id) => image::get(&req, &env, &id).await,
-        Route::GenerateGet => match config(&env) {
-            Ok(config) => generate::get(req, env, ctx, &config).await,
-            Err(e) => Err(e),
-        },
-        Route::GeneratePost => match config(&env) {
-            Ok(config) => generate::post(req, env, ctx, &config).await,
-            Err(e) => Err(e),
-        },
+        Route::Image(id) => image::get(&req, cx, &id).await,
+        Route::GenerateGet => generate::get(req, cx).await,
+        Route::GeneratePost => generate::post(req, cx).await,
     };
     answer.unwrap_or_else(|e| {
-        if e.status >= 500 {
-            worker::console_error!("{e}");
-        }
+        cx.log_error(&e);
         respond::error(&e)
     })
 }
@@ -81,23 +77,10 @@ async fn drain_unread_body(req: &worker::web_sys::Request) {
     }
 }
 
-pub fn config(env: &Env) -> std::result::Result<Config, ApiError> {
-    Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
-}
-
-/// The service's secrets, read per request.
-pub struct Secrets {
-    auth_token: Option<String>,
-    replicate_token: Option<String>,
-}
-
-impl Secrets {
-    pub fn borrow(&self) -> ServiceSecrets<'_> {
-        ServiceSecrets { auth_token: self.auth_token.as_deref(), replicate_token: self.replicate_token.as_deref() }
+/// Errors from the runtime (a binding call, a header, a body) are ours: a
+/// 500 whose cause is kept for the log.
+impl From<worker::Error> for ApiError {
+    fn from(e: worker::Error) -> Self {
+        ApiError::internal().with_cause(e)
     }
-}
-
-pub fn secrets(env: &Env) -> Secrets {
-    let read = |name: &str| env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.is_empty());
-    Secrets { auth_token: read("AUTH_TOKEN"), replicate_token: read("REPLICATE_API_TOKEN") }
 }

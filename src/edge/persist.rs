@@ -5,13 +5,13 @@
 
 use futures_util::future::join_all;
 use serde_json::Value;
-use worker::{Context, Env};
 
 use super::net::now_ms;
 use super::store::{Store, COPY_ATTEMPTS};
-use crate::config::Config;
+use super::RequestContext;
 use crate::error::ApiError;
-use crate::metadata::{prediction_key, records_for, StoreStatus};
+use crate::input_schema::schema_or_default;
+use crate::metadata::{prediction_key, records_for, ImageSource, NewImage, StoreStatus};
 use crate::prediction::Prediction;
 
 /// Whether a prediction may have been kept before.
@@ -26,50 +26,50 @@ pub enum Seen {
 /// Records and copies `prediction`'s outputs unless that was done before,
 /// and answers their image ids in output order. Before answering, only the
 /// records the image URLs need are written (concurrently); the prediction's
-/// index and the copies into R2 follow in `wait_until`.
+/// index and the copies into R2 follow in `wait_until`. `model` is named
+/// when the prediction does not say.
 pub async fn keep_outputs(
-    env: &Env,
-    ctx: &Context,
-    config: &Config,
+    cx: &RequestContext,
+    model: &str,
     prediction: &Prediction,
     input: &Value,
     seen: Seen,
 ) -> Result<Vec<String>, ApiError> {
-    let store = Store::from_env(env)?;
+    let store = cx.store()?;
     if seen == Seen::MaybeBefore {
-        if let Some(ids) = known_outputs(&store, &prediction.id).await? {
+        if let Some(ids) = known_outputs(store, &prediction.id).await? {
             return Ok(ids);
         }
     }
-    let records = records_for(prediction, &config.model, input, &config.extra_output_hosts, now_ms())?;
-    let ids: Vec<String> = records.iter().map(|(r, _)| r.id.clone()).collect();
-    let mut pending = Vec::new();
-    let mut inline = Vec::new();
-    for (record, data) in records {
-        match data {
-            Some(bytes) => inline.push((record, bytes)),
-            None => pending.push(record),
-        }
-    }
-    for (record, bytes) in inline {
-        let kept = store.persist(record, Some(bytes), 1).await;
+    let config = cx.config()?;
+    let model = prediction.model.as_deref().unwrap_or(model);
+    let requested = input.as_object().and_then(|input| schema_or_default(model).output_kind(input));
+    let images = records_for(prediction, model, input, requested, &config.extra_output_hosts, now_ms())?;
+    let ids: Vec<String> = images.iter().map(|image| image.record.id.clone()).collect();
+    let (inline, to_copy): (Vec<NewImage>, Vec<NewImage>) =
+        images.into_iter().partition(|image| matches!(image.source, ImageSource::Inline(_)));
+    for NewImage { record, source } in inline {
+        let kept = store.persist(record, &source, 1).await;
         if kept.status != StoreStatus::Stored {
-            return Err(ApiError::new(502, "Failed to generate image")
-                .with_details(kept.last_error.unwrap_or_else(|| "could not store the output".into())));
+            return Err(ApiError::generation_failed(
+                kept.last_error.unwrap_or_else(|| "could not store the output".into()),
+            ));
         }
     }
-    for written in join_all(pending.iter().map(|record| store.put_record(record))).await {
+    for written in join_all(to_copy.iter().map(|image| store.put_record(&image.record))).await {
         written?;
     }
     if !ids.is_empty() {
-        let index = serde_json::to_string(&ids).map_err(|_| ApiError::internal())?;
+        let index = serde_json::to_string(&ids).map_err(|e| ApiError::internal().with_cause(e))?;
         let key = prediction_key(&prediction.id);
-        let env = env.clone();
-        ctx.wait_until(async move {
+        let env = cx.env.clone();
+        cx.wait_until(async move {
             let Ok(store) = Store::from_env(&env) else { return };
-            let _ = store.put_text(&key, index).await;
-            for record in pending {
-                store.persist(record, None, COPY_ATTEMPTS).await;
+            if let Err(e) = store.put_text(&key, index).await {
+                worker::console_warn!("{e}");
+            }
+            for NewImage { record, source } in to_copy {
+                store.persist(record, &source, COPY_ATTEMPTS).await;
             }
         });
     }

@@ -9,12 +9,15 @@ use super::net::{fetch_with_timeout, now_ms, sleep_ms, NetError};
 use crate::backoff::{parse_retry_after, retry_delay_ms};
 use crate::credentials::Credential;
 use crate::error::ApiError;
-use crate::prediction::{upstream_error, Prediction, TokenKind};
+use crate::prediction::{upstream_error, Prediction};
 
 /// How long one read or cancel may take.
-const READ_TIMEOUT_MS: u64 = 15_000;
+pub const READ_TIMEOUT_MS: u64 = 15_000;
 /// Slack on top of `Prefer: wait` for a create's answer to arrive.
 const CREATE_SLACK_MS: u64 = 10_000;
+/// How long a create passed through may take: `Prefer: wait` holds it for
+/// up to 60 s.
+pub const CREATE_TIMEOUT_MS: u64 = 60_000 + CREATE_SLACK_MS;
 
 /// One answer from Replicate, as received.
 pub struct Answer {
@@ -32,14 +35,12 @@ impl Answer {
 #[derive(Clone)]
 pub struct Replicate {
     base: String,
-    token: String,
-    kind: TokenKind,
+    credential: Credential,
 }
 
 impl Replicate {
     pub fn new(api_base: &str, credential: &Credential) -> Self {
-        let kind = if credential.is_user() { TokenKind::User } else { TokenKind::Service };
-        Self { base: api_base.to_owned(), token: credential.token().to_owned(), kind }
+        Self { base: api_base.to_owned(), credential: credential.clone() }
     }
 
     /// One call, no retries. `path` starts with `/v1/`; `body` is JSON text
@@ -53,8 +54,8 @@ impl Replicate {
         timeout_ms: u64,
     ) -> Result<Answer, ApiError> {
         let headers = Headers::new();
-        let set = |k: &str, v: &str| headers.set(k, v).map_err(|_| ApiError::internal());
-        set("Authorization", &format!("Bearer {}", self.token))?;
+        let set = |k: &str, v: &str| headers.set(k, v).map_err(ApiError::from);
+        set("Authorization", &format!("Bearer {}", self.credential.token()))?;
         set("Accept", "application/json")?;
         set("User-Agent", concat!("fluxgate/", env!("CARGO_PKG_VERSION")))?;
         if body.is_some() {
@@ -69,7 +70,7 @@ impl Replicate {
             init.with_body(body);
         }
         let url = format!("{}{}", self.base, path);
-        let request = Request::new_with_init(&url, &init).map_err(|_| ApiError::internal())?;
+        let request = Request::new_with_init(&url, &init)?;
         let answer = fetch_with_timeout(request, timeout_ms, |mut response| async move {
             let body = response.text().await.map_err(|e| NetError::Failed(e.to_string()))?;
             Ok(Answer { status: response.status_code(), headers: response.headers().clone(), body })
@@ -78,8 +79,7 @@ impl Replicate {
         answer.map_err(|e| match e {
             NetError::Timeout => ApiError::new(504, "Replicate did not answer in time"),
             NetError::Failed(why) => {
-                worker::console_warn!("replicate {path}: request failed: {why}");
-                ApiError::new(502, "Replicate API error").with_details("could not reach Replicate")
+                ApiError::replicate("could not reach Replicate").with_cause(format!("{path}: {why}"))
             }
         })
     }
@@ -167,11 +167,9 @@ impl Replicate {
 
     fn prediction(&self, answer: Answer) -> Result<Prediction, ApiError> {
         if !(200..300).contains(&answer.status) {
-            return Err(upstream_error(answer.status, &answer.body, self.kind, answer.retry_after_secs()));
+            return Err(upstream_error(answer.status, &answer.body, &self.credential, answer.retry_after_secs()));
         }
-        serde_json::from_str(&answer.body).map_err(|e| {
-            worker::console_error!("Replicate answered an unreadable prediction: {e}");
-            ApiError::new(502, "Replicate API error").with_details("unreadable prediction")
-        })
+        serde_json::from_str(&answer.body)
+            .map_err(|e| ApiError::replicate("unreadable prediction").with_cause(format!("unreadable prediction: {e}")))
     }
 }

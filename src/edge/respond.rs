@@ -9,7 +9,7 @@ const JSON: &str = "application/json; charset=utf-8";
 
 /// A JSON response with the given status.
 pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Response, ApiError> {
-    let body = serde_json::to_string(value).map_err(|_| ApiError::internal())?;
+    let body = serde_json::to_string(value).map_err(|e| ApiError::internal().with_cause(e))?;
     Ok(with_headers(Response::ok(body), status, JSON))
 }
 
@@ -25,10 +25,8 @@ pub fn error_as(e: &ApiError, body: String, content_type: &str) -> Response {
     if let Some(seconds) = e.retry_after {
         let _ = response.headers_mut().set("Retry-After", &seconds.to_string());
     }
-    if e.status == 405 {
-        if let Some(allowed) = e.details.as_deref().and_then(|d| d.strip_prefix("Allowed: ")) {
-            let _ = response.headers_mut().set("Allow", allowed);
-        }
+    if let Some(allowed) = e.allow {
+        let _ = response.headers_mut().set("Allow", allowed);
     }
     response
 }

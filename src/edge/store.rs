@@ -1,15 +1,20 @@
 //! R2 holds image bytes under the image id; KV holds an `ImageRecord` per
 //! image. Order of writes: the record (pending, with the upstream URL), then
 //! the bytes in R2, then the record marked stored. The record never claims
-//! bytes that R2 does not have.
+//! bytes that R2 does not have. Every R2 and KV call goes through `Store`.
+//!
+//! Copies still to do are indexed under `pending:<id>` (written with the
+//! pending record, removed once stored, expiring on their own after
+//! `PENDING_INDEX_TTL_SECS`), so the cron's work grows with what is left to
+//! do, not with every image ever stored.
 
-use worker::{kv::KvStore, Bucket, Env, HttpMetadata, Method, Range, Request, RequestInit};
+use worker::{kv::KvStore, Bucket, Env, HttpMetadata, Method, Object, Range, Request, RequestInit};
 
 use super::net::{fetch_with_timeout, now_ms, sleep_ms, NetError};
 use super::{IMAGES_BUCKET, METADATA_KV};
 use crate::backoff::retry_delay_ms;
 use crate::error::ApiError;
-use crate::metadata::{kv_key, kv_metadata, ImageRecord, StoreStatus};
+use crate::metadata::{kv_key, kv_metadata, ImageRecord, ImageSource, StoreStatus};
 use crate::output::{sniff_image, ImageKind};
 
 /// How long fetching one output may take.
@@ -19,9 +24,14 @@ pub const COPY_ATTEMPTS: u32 = 3;
 /// An output without Content-Length is read into memory up to this size.
 const MAX_UNSIZED_BYTES: usize = 20 * 1024 * 1024;
 
+/// The KV prefix of the index of copies still to do.
+pub const PENDING_PREFIX: &str = "pending:";
+/// How long an index entry outlives its image's upstream output (an hour).
+const PENDING_INDEX_TTL_SECS: u64 = 2 * 60 * 60;
+
 pub struct Store {
-    pub bucket: Bucket,
-    pub kv: KvStore,
+    bucket: Bucket,
+    kv: KvStore,
 }
 
 impl Store {
@@ -32,50 +42,85 @@ impl Store {
     }
 
     pub async fn record(&self, id: &str) -> Result<Option<ImageRecord>, ApiError> {
-        self.kv.get(&kv_key(id)).json::<ImageRecord>().await.map_err(|e| {
-            worker::console_error!("KV read {id}: {e}");
-            ApiError::internal()
-        })
+        let read = self.kv.get(&kv_key(id)).json::<ImageRecord>().await;
+        read.map_err(|e| ApiError::internal().with_cause(format!("KV read {id}: {e}")))
     }
 
     pub async fn get_text(&self, key: &str) -> Result<Option<String>, ApiError> {
-        self.kv.get(key).text().await.map_err(|e| {
-            worker::console_error!("KV read {key}: {e}");
-            ApiError::internal()
-        })
+        let read = self.kv.get(key).text().await;
+        read.map_err(|e| ApiError::internal().with_cause(format!("KV read {key}: {e}")))
     }
 
     pub async fn put_text(&self, key: &str, value: String) -> Result<(), ApiError> {
         let result = async { self.kv.put(key, value)?.execute().await }.await;
-        result.map_err(|e| {
-            worker::console_error!("KV write {key}: {e}");
-            ApiError::internal()
-        })
+        result.map_err(|e| ApiError::internal().with_cause(format!("KV write {key}: {e}")))
     }
 
+    /// Writes `record`; a new pending one is also indexed as a copy to do,
+    /// a stored one leaves the index.
     pub async fn put_record(&self, record: &ImageRecord) -> Result<(), ApiError> {
         // Serialized here: serde-wasm-bindgen would turn the input's JSON map into a JS Map.
-        let value = serde_json::to_string(record).map_err(|_| ApiError::internal())?;
-        let result =
-            async { self.kv.put(&kv_key(&record.id), value)?.metadata(kv_metadata(record))?.execute().await }.await;
-        result.map_err(|e| {
-            worker::console_error!("KV write {}: {e}", record.id);
-            ApiError::internal()
-        })
+        let value = serde_json::to_string(record).map_err(|e| ApiError::internal().with_cause(e))?;
+        let put = async { self.kv.put(&kv_key(&record.id), value)?.metadata(kv_metadata(record))?.execute().await };
+        let index = async {
+            let key = format!("{PENDING_PREFIX}{}", record.id);
+            match record.status {
+                StoreStatus::Pending if record.attempts == 0 => {
+                    self.kv.put(&key, "")?.expiration_ttl(PENDING_INDEX_TTL_SECS).execute().await
+                }
+                StoreStatus::Stored => self.kv.delete(&key).await,
+                _ => Ok(()),
+            }
+        };
+        let (put, index) = futures_util::join!(put, index);
+        put.and(index).map_err(|e| ApiError::internal().with_cause(format!("KV write {}: {e}", record.id)))
+    }
+
+    /// One page of the ids of copies still to do, and the cursor of the next.
+    pub async fn pending_page(&self, cursor: Option<String>) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let mut list = self.kv.list().prefix(PENDING_PREFIX.into()).limit(1000);
+        if let Some(c) = cursor {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
+        let ids = page.keys.iter().map(|k| k.name.trim_start_matches(PENDING_PREFIX).to_owned()).collect();
+        let next = page.cursor.filter(|_| !page.list_complete);
+        Ok((ids, next))
+    }
+
+    /// Drops an id from the index of copies to do.
+    pub async fn forget_pending(&self, id: &str) {
+        if let Err(e) = self.kv.delete(&format!("{PENDING_PREFIX}{id}")).await {
+            worker::console_warn!("KV delete {PENDING_PREFIX}{id}: {e}");
+        }
+    }
+
+    /// The stored object's metadata, without its bytes.
+    pub async fn head(&self, id: &str) -> Result<Option<Object>, ApiError> {
+        self.bucket.head(id).await.map_err(r2_error)
+    }
+
+    /// The stored object, whole or the byte range `start..=end`.
+    pub async fn object(&self, id: &str, part: Option<(u64, u64)>) -> Result<Option<Object>, ApiError> {
+        let mut get = self.bucket.get(id);
+        if let Some((start, end)) = part {
+            get = get.range(Range::OffsetWithLength { offset: start, length: end - start + 1 });
+        }
+        get.execute().await.map_err(r2_error)
     }
 
     /// Copies the record's output into R2 (unless it is there already), then
     /// marks the record stored. Tries `attempts` times; a last failure is
     /// recorded as `failed` for the cron to retry.
-    pub async fn persist(&self, mut record: ImageRecord, data: Option<Vec<u8>>, attempts: u32) -> ImageRecord {
+    pub async fn persist(&self, mut record: ImageRecord, source: &ImageSource, attempts: u32) -> ImageRecord {
         for attempt in 0..attempts {
             if attempt > 0 {
                 sleep_ms(retry_delay_ms(attempt - 1)).await;
             }
             record.attempts += 1;
-            let copied = match &data {
-                Some(bytes) => self.put_bytes(&record.id, bytes.clone()).await,
-                None => self.copy_from_source(&record).await,
+            let copied = match source {
+                ImageSource::Inline(bytes) => self.put_bytes(&record.id, bytes.clone()).await,
+                ImageSource::Fetch(url) => self.copy_from(&record.id, url).await,
             };
             match copied {
                 Ok((content_type, size)) => {
@@ -83,8 +128,9 @@ impl Store {
                     record.content_type = Some(content_type);
                     record.size = Some(size);
                     record.last_error = None;
-                    if self.put_record(&record).await.is_ok() {
-                        return record;
+                    match self.put_record(&record).await {
+                        Ok(()) => return record,
+                        Err(e) => worker::console_warn!("copy {}: {e}", record.id),
                     }
                 }
                 Err(why) => {
@@ -98,13 +144,11 @@ impl Store {
         record
     }
 
-    async fn copy_from_source(&self, record: &ImageRecord) -> Result<(String, u64), String> {
-        let url = record.source_url.as_deref().ok_or("no source to copy from")?;
+    async fn copy_from(&self, id: &str, url: &str) -> Result<(String, u64), String> {
         let mut init = RequestInit::new();
         init.with_method(Method::Get);
         let request = Request::new_with_init(url, &init).map_err(|e| e.to_string())?;
         let bucket = &self.bucket;
-        let id = record.id.as_str();
         let guess = guess_content_type(id);
         let copied = fetch_with_timeout(request, COPY_TIMEOUT_MS, |mut response| async move {
             let fail = NetError::Failed;
@@ -201,5 +245,9 @@ pub fn source_still_valid(record: &ImageRecord) -> bool {
 }
 
 fn misconfigured(binding: &str) -> ApiError {
-    ApiError::new(500, "Server misconfiguration").with_details(format!("binding {binding} is missing"))
+    ApiError::misconfigured(500, format!("binding {binding} is missing"))
+}
+
+fn r2_error(e: worker::Error) -> ApiError {
+    ApiError::internal().with_cause(format!("R2: {e}"))
 }

@@ -1,0 +1,153 @@
+//! What every handler needs, built once per request: the configuration and
+//! the secrets (each read once per isolate: vars and secrets cannot change
+//! without a new deployment, hence a new isolate), the store, the base URL
+//! links are built on, a request id, and the one place where a caller is
+//! identified.
+
+use std::sync::OnceLock;
+
+use worker::{Context, Env, Request};
+
+use super::replicate::Replicate;
+use super::store::Store;
+use crate::config::Config;
+use crate::credentials::{self, Credential, CredentialSources, ServiceSecrets};
+use crate::error::ApiError;
+
+static CONFIG: OnceLock<Result<Config, ApiError>> = OnceLock::new();
+static SECRETS: OnceLock<Secrets> = OnceLock::new();
+
+/// The service's secrets, as set with `wrangler secret put`.
+pub struct Secrets {
+    pub auth_token: Option<String>,
+    pub replicate_token: Option<String>,
+}
+
+impl Secrets {
+    fn read(env: &Env) -> Self {
+        let read = |name: &str| env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.is_empty());
+        Secrets { auth_token: read("AUTH_TOKEN"), replicate_token: read("REPLICATE_API_TOKEN") }
+    }
+
+    pub fn borrow(&self) -> ServiceSecrets<'_> {
+        ServiceSecrets { auth_token: self.auth_token.as_deref(), replicate_token: self.replicate_token.as_deref() }
+    }
+}
+
+/// Where a caller may have put a Replicate token of their own, besides the
+/// headers (which the context reads itself).
+#[derive(Default)]
+pub struct TokenHints<'a> {
+    /// `replicate_token` in a POST body.
+    pub body: Option<&'a str>,
+    /// `replicate_token` in a GET query.
+    pub query: Option<&'a str>,
+}
+
+pub struct RequestContext {
+    pub env: Env,
+    ctx: Context,
+    config: &'static Result<Config, ApiError>,
+    pub secrets: &'static Secrets,
+    store: Result<Store, ApiError>,
+    /// Where links handed out point: `PUBLIC_BASE_URL`, else the request's origin.
+    pub base_url: String,
+    /// Whether `base_url` comes from the request (no `PUBLIC_BASE_URL`).
+    pub base_from_request: bool,
+    /// Names this request in log lines.
+    pub request_id: String,
+    authorization: Option<String>,
+    header_token: Option<String>,
+}
+
+impl RequestContext {
+    pub fn new(req: &Request, env: Env, ctx: Context) -> Self {
+        let config = CONFIG.get_or_init(|| Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string())));
+        let secrets = SECRETS.get_or_init(|| Secrets::read(&env));
+        let configured_base = config.as_ref().ok().and_then(|c| c.public_base_url.clone());
+        let base_from_request = configured_base.is_none();
+        let base_url =
+            configured_base.or_else(|| req.url().ok().map(|u| u.origin().ascii_serialization())).unwrap_or_default();
+        let header = |name: &str| req.headers().get(name).ok().flatten();
+        Self {
+            store: Store::from_env(&env),
+            env,
+            ctx,
+            config,
+            secrets,
+            base_url,
+            base_from_request,
+            request_id: request_id(),
+            authorization: header("Authorization"),
+            header_token: header("X-Replicate-Token"),
+        }
+    }
+
+    pub fn config(&self) -> Result<&'static Config, ApiError> {
+        self.config.as_ref().map_err(Clone::clone)
+    }
+
+    /// The configuration error, if the vars are malformed.
+    pub fn config_error(&self) -> Option<&'static ApiError> {
+        self.config.as_ref().err()
+    }
+
+    pub fn store(&self) -> Result<&Store, ApiError> {
+        self.store.as_ref().map_err(Clone::clone)
+    }
+
+    /// Runs `work` after the answer, within the platform's `waitUntil` budget.
+    pub fn wait_until(&self, work: impl std::future::Future<Output = ()> + 'static) {
+        self.ctx.wait_until(work);
+    }
+
+    /// The Replicate token a `/generate` request runs on: a token of the
+    /// caller's own (header, body or query), or the service's for a caller
+    /// presenting `AUTH_TOKEN` (see `credentials::resolve`).
+    pub fn caller(&self, hints: TokenHints) -> Result<Credential, ApiError> {
+        let sources = CredentialSources {
+            header_token: self.header_token.as_deref(),
+            body_token: hints.body,
+            query_token: hints.query,
+            authorization: self.authorization.as_deref(),
+        };
+        credentials::resolve(&sources, &self.secrets.borrow(), self.config()?.allow_user_tokens)
+    }
+
+    /// The Replicate token a `/replicate/v1` request runs on, whose clients
+    /// only send a bearer (see `credentials::resolve_bearer`).
+    pub fn bearer_caller(&self) -> Result<Credential, ApiError> {
+        credentials::resolve_bearer(
+            self.authorization.as_deref(),
+            self.header_token.as_deref(),
+            &self.secrets.borrow(),
+            self.config()?.allow_user_tokens,
+        )
+    }
+
+    /// A client for Replicate's API on `credential`.
+    pub fn replicate(&self, credential: &Credential) -> Result<Replicate, ApiError> {
+        Ok(Replicate::new(&self.config()?.api_base, credential))
+    }
+
+    /// A link to one stored image.
+    pub fn image_url(&self, id: &str) -> String {
+        format!("{}/image/{id}", self.base_url)
+    }
+
+    /// Logs an error that is ours (5xx), with its cause.
+    pub fn log_error(&self, e: &ApiError) {
+        if e.status >= 500 {
+            worker::console_error!("[{}] {e}", self.request_id);
+        }
+    }
+}
+
+/// 16 hex digits from the platform's random source.
+fn request_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return String::from("0000000000000000");
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

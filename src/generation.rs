@@ -1,0 +1,289 @@
+//! What `/generate` decides without I/O: the request body's forms, the job
+//! they describe, the create call sent to Replicate, when a prediction
+//! counts as finished, and the answer's shape.
+
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+use crate::http_url::is_https_url;
+use crate::prediction::{Prediction, Status};
+
+/// Largest accepted POST body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The events a webhook may be filtered to, as Replicate names them.
+pub const WEBHOOK_EVENTS: [&str; 4] = ["start", "output", "logs", "completed"];
+
+/// What a generate request asks for, whichever form it came in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub input: Map<String, Value>,
+    pub webhook: Option<String>,
+    pub webhook_events_filter: Option<Value>,
+}
+
+impl Job {
+    /// A job with only model input (the GET form).
+    pub fn from_input(input: Map<String, Value>) -> Self {
+        Self { input, webhook: None, webhook_events_filter: None }
+    }
+}
+
+/// The 415 unless `content_type` is JSON (parameters ignored).
+pub fn check_json_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
+    let mime = content_type.unwrap_or_default().split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime == "application/json" {
+        Ok(())
+    } else {
+        Err(ApiError::new(415, "Unsupported Media Type").with_details("Content-Type must be application/json"))
+    }
+}
+
+/// The 413 for a body over `MAX_BODY_BYTES`.
+pub fn body_too_large() -> ApiError {
+    ApiError::new(413, "Request body too large").with_details(format!("the limit is {MAX_BODY_BYTES} bytes"))
+}
+
+/// A request body that must be a JSON object.
+pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("Missing request body").with_details("send a JSON object with a prompt"));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("Request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request("Invalid JSON body").with_details(e.to_string())),
+    }
+}
+
+/// The seed's three body forms: `{prompt, ...}`; `{input: {...}}`; and either
+/// plus `webhook`/`webhook_events_filter`. `replicate_token` may ride along
+/// and is returned apart. The input is validated later, once the caller is
+/// authenticated.
+pub fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job), ApiError> {
+    let token = match body.remove("replicate_token") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(ApiError::invalid_input("replicate_token must be a string")),
+    };
+    let webhook = match body.remove("webhook") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if is_https_url(&s) => Some(s),
+        Some(_) => return Err(ApiError::invalid_input("webhook must be an https:// URL")),
+    };
+    let webhook_events_filter = match body.remove("webhook_events_filter") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(events))
+            if !events.is_empty() && events.iter().all(|e| e.as_str().is_some_and(|e| WEBHOOK_EVENTS.contains(&e))) =>
+        {
+            Some(Value::Array(events))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_input(format!(
+                "webhook_events_filter must be a list of: {}",
+                WEBHOOK_EVENTS.join(", ")
+            )))
+        }
+    };
+    if webhook_events_filter.is_some() && webhook.is_none() {
+        return Err(ApiError::invalid_input("webhook_events_filter needs a webhook"));
+    }
+    let input = match body.remove("input") {
+        Some(Value::Object(input)) => {
+            if let Some(extra) = body.keys().next() {
+                return Err(ApiError::invalid_input(format!(
+                    "Unknown field '{extra}' next to 'input'; put model inputs inside 'input'"
+                )));
+            }
+            input
+        }
+        Some(_) => return Err(ApiError::invalid_input("input must be a JSON object")),
+        None => body,
+    };
+    Ok((token, Job { input, webhook, webhook_events_filter }))
+}
+
+/// The create call for `job`: the path and the JSON body. A pinned version
+/// goes through `/v1/predictions` with `version`; otherwise the model's
+/// latest runs through `/v1/models/{owner}/{name}/predictions`.
+pub fn create_request(model: &str, version: Option<&str>, job: &Job) -> (String, Map<String, Value>) {
+    let mut body = Map::new();
+    body.insert("input".into(), Value::Object(job.input.clone()));
+    if let Some(webhook) = &job.webhook {
+        body.insert("webhook".into(), Value::String(webhook.clone()));
+    }
+    if let Some(filter) = &job.webhook_events_filter {
+        body.insert("webhook_events_filter".into(), filter.clone());
+    }
+    let path = match version {
+        Some(version) => {
+            body.insert("version".into(), Value::String(version.to_owned()));
+            "/v1/predictions".to_owned()
+        }
+        None => format!("/v1/models/{model}/predictions"),
+    };
+    (path, body)
+}
+
+/// Done: a terminal status, or every expected output already present while
+/// it is still processing (the images can be answered before it ends).
+pub fn finished(p: &Prediction, expected_outputs: usize) -> bool {
+    p.status.is_terminal() || (p.status == Status::Processing && p.output_urls().len() >= expected_outputs.max(1))
+}
+
+/// Whether a finished prediction gave outputs to keep; the error otherwise
+/// (failed, canceled or aborted).
+pub fn usable(prediction: Prediction) -> Result<Prediction, ApiError> {
+    match prediction.status {
+        Status::Succeeded | Status::Processing | Status::Starting => Ok(prediction),
+        _ => Err(crate::prediction::failure(&prediction)),
+    }
+}
+
+/// A finished generation: the prediction and `(id, imageUrl)` per output.
+pub struct Generated {
+    pub prediction: Prediction,
+    /// The seed the caller asked for, if any.
+    pub seed: Option<Value>,
+    pub images: Vec<(String, String)>,
+}
+
+impl Generated {
+    /// `{id, imageUrl}` of the first image, plus the prediction id, model,
+    /// seed used and, for several outputs, `images`. `model` is named when
+    /// Replicate's prediction does not say.
+    pub fn body(&self, model: &str) -> Value {
+        let (id, url) = self.images.first().cloned().unwrap_or_default();
+        let mut body = json!({
+            "id": id,
+            "imageUrl": url,
+            "predictionId": self.prediction.id,
+            "model": self.prediction.model.as_deref().unwrap_or(model),
+        });
+        if let Some(seed) = self.seed.clone().or_else(|| self.prediction.seed_from_logs().map(Value::from)) {
+            body["seed"] = seed;
+        }
+        if self.images.len() > 1 {
+            body["images"] = self.images.iter().map(|(id, url)| json!({ "id": id, "imageUrl": url })).collect();
+        }
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    fn prediction(v: Value) -> Prediction {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_three_body_forms() {
+        let (token, job) = parse_body(object(json!({"prompt": "a cat", "seed": 1}))).unwrap();
+        assert_eq!((token, job.input), (None, object(json!({"prompt": "a cat", "seed": 1}))));
+
+        let (_, job) = parse_body(object(json!({"input": {"prompt": "a cat"}}))).unwrap();
+        assert_eq!(job.input, object(json!({"prompt": "a cat"})));
+
+        let body = json!({"input": {"prompt": "x"}, "webhook": "https://example.com/h",
+                          "webhook_events_filter": ["completed"], "replicate_token": "r8_abc"});
+        let (token, job) = parse_body(object(body)).unwrap();
+        assert_eq!(token.as_deref(), Some("r8_abc"));
+        assert_eq!(job.webhook.as_deref(), Some("https://example.com/h"));
+        assert_eq!(job.webhook_events_filter, Some(json!(["completed"])));
+        assert!(!job.input.contains_key("replicate_token"));
+    }
+
+    #[test]
+    fn malformed_bodies_name_the_problem() {
+        for (body, details) in [
+            (json!({"prompt": "x", "replicate_token": 5}), "replicate_token must be a string"),
+            (json!({"prompt": "x", "webhook": "http://example.com"}), "webhook must be an https:// URL"),
+            (json!({"prompt": "x", "webhook": "https:example.com"}), "webhook must be an https:// URL"),
+            (
+                json!({"prompt": "x", "webhook": "https://example.com", "webhook_events_filter": ["done"]}),
+                "webhook_events_filter must be a list of: start, output, logs, completed",
+            ),
+            (json!({"prompt": "x", "webhook_events_filter": ["completed"]}), "webhook_events_filter needs a webhook"),
+            (
+                json!({"input": {"prompt": "x"}, "seed": 1}),
+                "Unknown field 'seed' next to 'input'; put model inputs inside 'input'",
+            ),
+            (json!({"input": "x"}), "input must be a JSON object"),
+        ] {
+            let e = parse_body(object(body.clone())).unwrap_err();
+            assert_eq!(
+                (e.status, e.error.as_str(), e.details.as_deref()),
+                (400, "Invalid input", Some(details)),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_bodies() {
+        assert!(check_json_content_type(Some("Application/JSON; charset=utf-8")).is_ok());
+        assert_eq!(check_json_content_type(Some("text/plain")).unwrap_err().status, 415);
+        assert_eq!(check_json_content_type(None).unwrap_err().status, 415);
+        assert_eq!(parse_json_object(b"  \n").unwrap_err().error, "Missing request body");
+        assert_eq!(parse_json_object(b"[1]").unwrap_err().error, "Request body must be a JSON object");
+        assert_eq!(parse_json_object(b"{").unwrap_err().error, "Invalid JSON body");
+        assert_eq!(parse_json_object(br#"{"a":1}"#).unwrap(), object(json!({"a": 1})));
+        assert_eq!(body_too_large().status, 413);
+    }
+
+    #[test]
+    fn create_requests_by_model_or_version() {
+        let job = Job {
+            input: object(json!({"prompt": "x"})),
+            webhook: Some("https://example.com/h".into()),
+            webhook_events_filter: None,
+        };
+        let (path, body) = create_request("black-forest-labs/flux-schnell", None, &job);
+        assert_eq!(path, "/v1/models/black-forest-labs/flux-schnell/predictions");
+        assert_eq!(Value::Object(body), json!({"input": {"prompt": "x"}, "webhook": "https://example.com/h"}));
+        let version = "a".repeat(64);
+        let (path, body) = create_request("o/n", Some(&version), &Job::from_input(object(json!({"prompt": "y"}))));
+        assert_eq!(path, "/v1/predictions");
+        assert_eq!(Value::Object(body), json!({"input": {"prompt": "y"}, "version": version}));
+    }
+
+    #[test]
+    fn finished_when_terminal_or_every_output_is_there() {
+        let p = |status: &str, output: Value| prediction(json!({"id": "p", "status": status, "output": output}));
+        assert!(!finished(&p("starting", Value::Null), 1));
+        assert!(!finished(&p("processing", json!([])), 1));
+        assert!(finished(&p("processing", json!(["https://x/0.png"])), 1));
+        assert!(!finished(&p("processing", json!(["https://x/0.png"])), 2));
+        assert!(finished(&p("processing", json!(["https://x/0.png"])), 0));
+        assert!(finished(&p("failed", Value::Null), 4));
+        assert!(usable(p("succeeded", json!([]))).is_ok());
+        assert_eq!(usable(p("canceled", Value::Null)).unwrap_err().status, 502);
+    }
+
+    #[test]
+    fn the_answer_shape() {
+        let p = prediction(json!({"id": "p1", "status": "succeeded", "logs": "Using seed: 42\n"}));
+        let one = Generated {
+            prediction: p.clone(),
+            seed: None,
+            images: vec![("a.webp".into(), "https://h/image/a.webp".into())],
+        };
+        assert_eq!(
+            one.body("o/n"),
+            json!({"id": "a.webp", "imageUrl": "https://h/image/a.webp", "predictionId": "p1", "model": "o/n", "seed": 42})
+        );
+        let two = Generated {
+            prediction: p,
+            seed: Some(json!(7)),
+            images: vec![("a".into(), "u/a".into()), ("b".into(), "u/b".into())],
+        };
+        let body = two.body("o/n");
+        assert_eq!(body["seed"], 7);
+        assert_eq!(body["images"], json!([{"id": "a", "imageUrl": "u/a"}, {"id": "b", "imageUrl": "u/b"}]));
+    }
+}
