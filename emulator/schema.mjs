@@ -183,12 +183,15 @@ export function jsonbOrdered(value) {
   return Object.fromEntries(keys.map((k) => [k, jsonbOrdered(value[k])]));
 }
 
+const orderedSchemas = new WeakMap();
+
 export function versionObject(version) {
+  if (!orderedSchemas.has(version)) orderedSchemas.set(version, JSON.stringify(jsonbOrdered(version.openapi_schema)));
   return {
     id: version.id,
     created_at: version.created_at,
     cog_version: version.cog_version,
-    openapi_schema: jsonbOrdered(version.openapi_schema),
+    openapi_schema: JSON.parse(orderedSchemas.get(version)),
   };
 }
 
