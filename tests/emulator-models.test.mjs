@@ -194,6 +194,18 @@ describe("Replicate emulator: models, inputs, files, controls", () => {
       }
     });
 
+    test("outputAs data keeps each output shape: one data: URI, or a list of them", async () => {
+      await addRule({ when: { prompt: "inline" }, then: { outputAs: "data" } });
+      const single = await run("black-forest-labs/flux-1.1-pro", { prompt: "inline", aspect_ratio: "custom", width: 256, height: 256, output_format: "png" });
+      assert.equal(typeof single.body.output, "string");
+      assert.ok(single.body.output.startsWith("data:image/png;base64,"));
+      const meta = await sharp(Buffer.from(single.body.output.split(",")[1], "base64")).metadata();
+      assert.deepEqual([meta.format, meta.width, meta.height], ["png", 256, 256]);
+      const list = await run(SDXL_VERSION, { prompt: "inline", width: 64, height: 64, num_outputs: 2 });
+      assert.equal(list.body.output.length, 2);
+      assert.ok(list.body.output.every((u) => u.startsWith("data:image/png;base64,")));
+    });
+
     test("unknown models and versions: 404 and 422 in Replicate's shape", async () => {
       const invalid = {
         title: "Invalid version or not permitted",
