@@ -1,9 +1,10 @@
 // The models the emulator runs, as Replicate publishes them: model objects,
 // version ids and each version's `openapi_schema` (Cog's OpenAPI document,
 // whose `components.schemas.Input` / `Output` drive validation and outputs).
-// Facts come from /work/shared/REPLICATE_MODELS.md; fields it marks
-// unconfirmed (x-order of some models, version created_at / cog_version)
-// hold plausible values.
+// Values Replicate has not published verbatim (x-order of some models,
+// most versions' created_at / cog_version, cover images) are plausible
+// stand-ins; ids, fields, types, ranges, defaults and enums are the
+// published ones.
 
 export const FLUX_SCHNELL_VERSION = "c846a69991daf4c0e5d016514849d14ee5b2e6846ce6b9d6f21369e564cfe51e";
 export const FLUX_SCHNELL_DEPLOYMENT_VERSION = "dp-4d0bcc010b3049749a251855f12800be";
