@@ -44,7 +44,7 @@ function getWorker() {
 }
 
 /** Renders pixels off the main thread when possible, so the server stays responsive. */
-function renderPixelsOffThread(params) {
+export function renderPixelsOffThread(params) {
   const w = getWorker();
   if (!w) return Promise.resolve(renderPixels(params));
   return new Promise((resolve, reject) => {
@@ -55,7 +55,7 @@ function renderPixelsOffThread(params) {
   }).catch(() => renderPixels(params));
 }
 
-async function encode(pixels, width, height, format, quality) {
+export async function encode(pixels, width, height, format, quality) {
   const image = sharp(pixels, { raw: { width, height, channels: 3 } });
   if (format === "png") return image.png({ compressionLevel: 6 }).toBuffer();
   if (format === "jpg") return image.jpeg({ quality: Math.max(1, quality) }).toBuffer();
@@ -93,7 +93,7 @@ export class ImageCache {
 const sharedCache = new ImageCache();
 
 /**
- * Encodes one output image for a validated flux-schnell input.
+ * Encodes one flux-schnell output image (text to image) for a validated input.
  * Resolves to { bytes, contentType, extension, width, height }.
  */
 export async function generateImage({ input, seed, index, cache = sharedCache }) {

@@ -1,6 +1,9 @@
 import { randomInt } from "node:crypto";
 import { isoMillis, isoNanos, nowNs, randomId, randomStreamToken, secondsBetween } from "./clock.mjs";
-import { generateImage, ImageCache } from "./images.mjs";
+import { ImageCache } from "./images.mjs";
+import { PredictionError } from "./inputs.mjs";
+import { findModel } from "./models.mjs";
+import { renderOutputs } from "./pipelines.mjs";
 import { WEBHOOK_EVENTS } from "./webhooks.mjs";
 
 export const TERMINAL_STATUSES = new Set(["succeeded", "failed", "canceled", "aborted"]);
@@ -23,23 +26,39 @@ function progressBar(done, total, rate) {
   return `${percent}%|${bar}| ${done}/${total} ${timing}`;
 }
 
+function stepCount(input) {
+  const steps = input.num_inference_steps ?? input.steps;
+  return Number.isInteger(steps) ? steps : null;
+}
+
+function inputProperties(prediction) {
+  return prediction.modelDef?.latestVersion.openapi_schema.components.schemas.Input.properties ?? {};
+}
+
 function startLogs(prediction) {
   const { seed, input } = prediction;
-  const mode = input.go_fast ? "running quantized prediction" : "running bf16 prediction";
-  return `Using seed: ${seed}\n${mode}\nUsing seed: ${seed}\n${progressBar(0, input.num_inference_steps, 0)}\n`;
+  const steps = stepCount(input);
+  let logs = "seed" in inputProperties(prediction) ? `Using seed: ${seed}\n` : "";
+  if (typeof input.go_fast === "boolean") {
+    logs += `${input.go_fast ? "running quantized prediction" : "running bf16 prediction"}\nUsing seed: ${seed}\n`;
+  }
+  if (steps !== null) logs += `${progressBar(0, steps, 0)}\n`;
+  return logs;
 }
 
 function progressLogs(prediction, seconds) {
-  const steps = prediction.input.num_inference_steps;
-  const rate = steps / Math.max(seconds, 0.001);
+  const steps = stepCount(prediction.input);
   let logs = startLogs(prediction);
+  if (steps === null) return logs;
+  const rate = steps / Math.max(seconds, 0.001);
   if (steps > 1) logs += `${progressBar(steps - 1, steps, rate * 1.1)}\n`;
   logs += `${progressBar(steps, steps, rate)}\n`;
   return logs;
 }
 
 function finalLogs(prediction, seconds) {
-  const n = prediction.input.num_outputs;
+  if (!("num_outputs" in inputProperties(prediction))) return progressLogs(prediction, seconds);
+  const n = prediction.files?.length ?? 1;
   return `${progressLogs(prediction, seconds)}Total safe images: ${n} out of ${n}\n`;
 }
 
@@ -49,7 +68,8 @@ function finalLogs(prediction, seconds) {
  * data retention and the encoded output files.
  */
 export class PredictionStore {
-  constructor({ predictMs, retentionMs, apiBase, deliveryBase, webhooks, imageCache = new ImageCache() }) {
+  constructor({ predictMs, retentionMs, apiBase, deliveryBase, webhooks, loadInput = null, imageCache = new ImageCache() }) {
+    this.loadInput = loadInput;
     this.predictMs = predictMs;
     this.retentionMs = retentionMs;
     this.apiBase = apiBase;
@@ -60,17 +80,21 @@ export class PredictionStore {
     this.waits = new Set();
     this.nextSeq = 1;
     this.createdCount = 0;
+    this.createdByModel = new Map();
   }
 
   /**
-   * params: { model, version, deployment, input (validated), behavior, webhook, webhookEventsFilter, cancelAfterMs }
+   * params: { model ("owner/name"), modelDef (from models.mjs; defaults to the model's entry), version,
+   * deployment, input (validated), behavior, webhook, webhookEventsFilter, cancelAfterMs }
    */
-  create({ model, version, deployment = null, input, behavior = {}, webhook = null, webhookEventsFilter = null, cancelAfterMs = null }) {
+  create({ model, modelDef, version, deployment = null, input, behavior = {}, webhook = null, webhookEventsFilter = null, cancelAfterMs = null }) {
+    modelDef ??= findModel(...model.split("/"));
     const createdNs = nowNs();
     const prediction = {
       id: randomId(),
       seq: this.nextSeq++,
       model,
+      modelDef,
       version,
       deployment,
       input,
@@ -97,6 +121,7 @@ export class PredictionStore {
     };
     this.byId.set(prediction.id, prediction);
     this.createdCount += 1;
+    this.createdByModel.set(model, (this.createdByModel.get(model) ?? 0) + 1);
 
     const startDelay = Math.round(prediction.predictMs / 3);
     this.#schedule(prediction, startDelay, () => this.#startProcessing(prediction));
@@ -151,13 +176,17 @@ export class PredictionStore {
     });
   }
 
-  /** The stored bytes of output file `index`, or null when absent or removed. */
-  file(id, index, extension) {
+  /** The stored bytes of output file `name` (out-0.webp, output.png), or null when absent or removed. */
+  file(id, name) {
     const prediction = this.get(id);
     if (!prediction || prediction.dataRemoved || !prediction.files || prediction.output === null) return null;
-    const file = prediction.files[index];
-    if (!file || file.extension !== extension) return null;
-    return { ...file, truncate: Boolean(prediction.behavior.truncate) };
+    const index = prediction.files.findIndex((f, i) => this.#fileName(prediction, f, i) === name);
+    if (index === -1) return null;
+    return { ...prediction.files[index], truncate: Boolean(prediction.behavior.truncate) };
+  }
+
+  #fileName(prediction, file, index) {
+    return prediction.modelDef?.outputShape === "single" ? `output.${file.extension}` : `out-${index}.${file.extension}`;
   }
 
   toJSON(prediction, { includeLogs = true } = {}) {
@@ -203,20 +232,23 @@ export class PredictionStore {
 
   #outputValue(prediction) {
     if (prediction.dataRemoved || prediction.output === null) return null;
+    let urls;
     if (prediction.behavior.outputAs === "data") {
       prediction.dataUris ??= prediction.files.map(
         (f) => `data:${f.contentType};base64,${f.bytes.toString("base64")}`,
       );
-      return [...prediction.dataUris];
+      urls = [...prediction.dataUris];
+    } else {
+      const base = this.deliveryBase();
+      urls = prediction.files.map((f, i) => `${base}/${prediction.id}/${this.#fileName(prediction, f, i)}`);
     }
-    const base = this.deliveryBase();
-    return prediction.files.map((f, i) => `${base}/${prediction.id}/out-${i}.${f.extension}`);
+    return prediction.modelDef?.outputShape === "single" ? urls[0] : urls;
   }
 
   #metrics(prediction) {
     if (prediction.completedNs === null) return null;
     const metrics = {};
-    if (prediction.status === "succeeded") metrics.image_count = prediction.files?.length ?? prediction.input.num_outputs;
+    if (prediction.status === "succeeded") metrics.image_count = prediction.files?.length ?? prediction.input.num_outputs ?? 1;
     if (prediction.startedNs !== null) metrics.predict_time = secondsBetween(prediction.startedNs, prediction.completedNs);
     metrics.total_time = secondsBetween(prediction.createdNs, prediction.completedNs);
     return metrics;
@@ -273,12 +305,16 @@ export class PredictionStore {
   }
 
   #render(prediction) {
-    const indexes = Array.from({ length: prediction.input.num_outputs }, (_, i) => i);
-    return Promise.all(
-      indexes.map((index) =>
-        generateImage({ input: prediction.input, seed: prediction.seed, index, cache: this.imageCache }),
-      ),
-    );
+    return renderOutputs({
+      model: prediction.modelDef,
+      input: prediction.input,
+      seed: prediction.seed,
+      cache: this.imageCache,
+      loadImage: (field, url) => {
+        if (!this.loadInput) throw new PredictionError(`input ${field} cannot be fetched`);
+        return this.loadInput(prediction, field, url);
+      },
+    });
   }
 
   async #finishProcessing(prediction) {
@@ -294,7 +330,7 @@ export class PredictionStore {
       files = await prediction.rendering;
     } catch (error) {
       if (prediction.status !== "processing") return;
-      const message = `Error encoding output: ${error?.message ?? error}`;
+      const message = error instanceof PredictionError ? error.message : `Error encoding output: ${error?.message ?? error}`;
       this.#complete(prediction, "failed", { error: message, logs: `${startLogs(prediction)}${message}\n` });
       return;
     }

@@ -1,11 +1,18 @@
+// Input validation driven by a version's published `openapi_schema`, and the
+// model / version objects of the API.
+import {
+  FLUX_SCHNELL_DEPLOYMENT_VERSION,
+  FLUX_SCHNELL_VERSION,
+  findModel,
+} from "./models.mjs";
+
+export { FLUX_SCHNELL_DEPLOYMENT_VERSION, FLUX_SCHNELL_VERSION } from "./models.mjs";
+
 export const FLUX_SCHNELL_OWNER = "black-forest-labs";
 export const FLUX_SCHNELL_NAME = "flux-schnell";
 export const FLUX_SCHNELL_MODEL = `${FLUX_SCHNELL_OWNER}/${FLUX_SCHNELL_NAME}`;
-export const FLUX_SCHNELL_VERSION = "c846a69991daf4c0e5d016514849d14ee5b2e6846ce6b9d6f21369e564cfe51e";
-export const FLUX_SCHNELL_DEPLOYMENT_VERSION = "dp-4d0bcc010b3049749a251855f12800be";
-export const FLUX_SCHNELL_VERSION_CREATED_AT = "2024-10-08T18:53:51.617838Z";
-export const FLUX_SCHNELL_COG_VERSION = "0.9.25";
 
+/** flux-schnell's output sizes at 1 megapixel. */
 export const ASPECT_RATIOS = {
   "1:1": [1024, 1024],
   "16:9": [1344, 768],
@@ -20,98 +27,11 @@ export const ASPECT_RATIOS = {
   "9:21": [640, 1536],
 };
 
-export const OUTPUT_FORMATS = ["webp", "jpg", "png"];
-export const MEGAPIXELS = ["1", "0.25"];
-
 export const CONTENT_TYPES = {
   webp: "image/webp",
   jpg: "image/jpeg",
   png: "image/png",
 };
-
-const FIELDS = [
-  {
-    name: "prompt",
-    type: "string",
-    title: "Prompt",
-    description: "Prompt for generated image",
-  },
-  {
-    name: "seed",
-    type: "integer",
-    title: "Seed",
-    description: "Random seed. Set for reproducible generation",
-  },
-  {
-    name: "num_outputs",
-    type: "integer",
-    title: "Num Outputs",
-    description: "Number of outputs to generate",
-    default: 1,
-    minimum: 1,
-    maximum: 4,
-  },
-  {
-    name: "aspect_ratio",
-    type: "string",
-    title: "aspect_ratio",
-    description: "Aspect ratio for the generated image",
-    default: "1:1",
-    enum: Object.keys(ASPECT_RATIOS),
-  },
-  {
-    name: "output_format",
-    type: "string",
-    title: "output_format",
-    description: "Format of the output images",
-    default: "webp",
-    enum: OUTPUT_FORMATS,
-  },
-  {
-    name: "output_quality",
-    type: "integer",
-    title: "Output Quality",
-    description:
-      "Quality when saving the output images, from 0 to 100. 100 is best quality, 0 is lowest quality. Not relevant for .png outputs",
-    default: 80,
-    minimum: 0,
-    maximum: 100,
-  },
-  {
-    name: "num_inference_steps",
-    type: "integer",
-    title: "Num Inference Steps",
-    description: "Number of denoising steps. 4 is recommended, and lower number of steps produce lower quality outputs, faster.",
-    default: 4,
-    minimum: 1,
-    maximum: 4,
-  },
-  {
-    name: "disable_safety_checker",
-    type: "boolean",
-    title: "Disable Safety Checker",
-    description: "Disable safety checker for generated images.",
-    default: false,
-  },
-  {
-    name: "go_fast",
-    type: "boolean",
-    title: "Go Fast",
-    description:
-      "Run faster predictions with model optimized for speed (currently fp8 quantized); disable to run in original bf16. Note that outputs will not be deterministic when this is enabled, even if you set a seed.",
-    default: true,
-  },
-  {
-    name: "megapixels",
-    type: "string",
-    title: "megapixels",
-    description: "Approximate number of megapixels for generated image",
-    default: "1",
-    enum: MEGAPIXELS,
-  },
-];
-
-const REQUIRED = ["prompt"];
 
 function jsonType(value) {
   if (value === null) return "null";
@@ -128,6 +48,14 @@ function typeMatches(expected, value) {
 
 function quoteList(values) {
   return values.map((v) => JSON.stringify(v)).join(", ");
+}
+
+function isUri(value) {
+  try {
+    return /^[a-z][a-z0-9+.-]*:/i.test(value) && Boolean(new URL(value).protocol);
+  } catch {
+    return false;
+  }
 }
 
 export class ValidationError extends Error {
@@ -148,32 +76,61 @@ export class ValidationError extends Error {
 }
 
 /**
- * Validates a flux-schnell input object and returns it with defaults applied,
- * keys in alphabetical order, unknown keys dropped. Throws ValidationError.
+ * A property with its `allOf: [{$ref}]` enum component folded in:
+ * { type, enum?, minimum?, maximum?, format?, nullable?, default? }.
  */
-export function validateFluxSchnellInput(input) {
+export function resolveProperty(schemas, prop) {
+  let resolved = { ...prop };
+  for (const part of prop.allOf ?? []) {
+    const name = /^#\/components\/schemas\/(.+)$/.exec(part.$ref ?? "")?.[1];
+    const component = name ? schemas[name] : null;
+    if (component) resolved = { ...component, ...resolved };
+  }
+  delete resolved.allOf;
+  return resolved;
+}
+
+/**
+ * Validates `input` against an `openapi_schema` (Cog's document) the way
+ * Replicate does, answering its 422 shape through ValidationError. Returns the
+ * input with defaults applied and keys in alphabetical order. Unknown keys are
+ * dropped, as Replicate does, or refused when `strict` is set.
+ */
+export function validateInput(openapiSchema, input, { strict = false } = {}) {
+  const schemas = openapiSchema.components.schemas;
+  const { properties, required = [] } = schemas.Input;
   if (input === undefined) {
     throw new ValidationError([{ type: "required", field: "(root)", description: "input is required" }]);
   }
   if (jsonType(input) !== "object") {
     throw new ValidationError([
-      {
-        type: "invalid_type",
-        field: "input",
-        description: `Invalid type. Expected: object, given: ${jsonType(input)}`,
-      },
+      { type: "invalid_type", field: "input", description: `Invalid type. Expected: object, given: ${jsonType(input)}` },
     ]);
   }
   const invalid = [];
-  for (const name of REQUIRED) {
+  for (const name of required) {
     if (!(name in input) || input[name] === undefined) {
       invalid.push({ type: "required", field: `input.${name}`, description: `${name} is required` });
     }
   }
-  for (const field of FIELDS) {
-    if (!(field.name in input)) continue;
-    const value = input[field.name];
-    const path = `input.${field.name}`;
+  if (strict) {
+    for (const name of Object.keys(input)) {
+      if (!Object.hasOwn(properties, name)) {
+        invalid.push({
+          type: "additional_property_not_allowed",
+          field: "input",
+          description: `Additional property ${name} is not allowed`,
+        });
+      }
+    }
+  }
+  const ordered = Object.keys(properties).sort((a, b) => (properties[a]["x-order"] ?? 0) - (properties[b]["x-order"] ?? 0));
+  for (const name of ordered) {
+    if (!(name in input)) continue;
+    const field = resolveProperty(schemas, properties[name]);
+    const value = input[name];
+    const path = `input.${name}`;
+    if (value === null && field.nullable) continue;
     if (!typeMatches(field.type, value)) {
       invalid.push({
         type: "invalid_type",
@@ -183,36 +140,33 @@ export function validateFluxSchnellInput(input) {
       continue;
     }
     if (field.enum && !field.enum.includes(value)) {
-      invalid.push({
-        type: "enum",
-        field: path,
-        description: `${path} must be one of the following: ${quoteList(field.enum)}`,
-      });
+      invalid.push({ type: "enum", field: path, description: `${path} must be one of the following: ${quoteList(field.enum)}` });
       continue;
     }
     if (field.minimum !== undefined && value < field.minimum) {
-      invalid.push({
-        type: "number_gte",
-        field: path,
-        description: `Must be greater than or equal to ${field.minimum}`,
-      });
+      invalid.push({ type: "number_gte", field: path, description: `Must be greater than or equal to ${field.minimum}` });
     }
     if (field.maximum !== undefined && value > field.maximum) {
-      invalid.push({
-        type: "number_lte",
-        field: path,
-        description: `Must be less than or equal to ${field.maximum}`,
-      });
+      invalid.push({ type: "number_lte", field: path, description: `Must be less than or equal to ${field.maximum}` });
+    }
+    if (field.format === "uri" && !isUri(value)) {
+      invalid.push({ type: "format", field: path, description: "Does not match format 'uri'" });
     }
   }
   if (invalid.length > 0) throw new ValidationError(invalid);
 
   const result = {};
-  for (const field of FIELDS) {
-    if (field.name in input) result[field.name] = input[field.name];
-    else if ("default" in field) result[field.name] = field.default;
+  for (const name of Object.keys(properties)) {
+    if (name in input) result[name] = input[name];
+    else if ("default" in properties[name]) result[name] = properties[name].default;
   }
   return Object.fromEntries(Object.entries(result).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** flux-schnell's validation (see validateInput). */
+export function validateFluxSchnellInput(input, options) {
+  const model = findModel(FLUX_SCHNELL_OWNER, FLUX_SCHNELL_NAME);
+  return validateInput(model.latestVersion.openapi_schema, input, options);
 }
 
 export function imageDimensions(aspectRatio, megapixels) {
@@ -221,76 +175,53 @@ export function imageDimensions(aspectRatio, megapixels) {
   return [w, h];
 }
 
-function openapiInputSchema() {
-  const properties = {};
-  const enumSchemas = {};
-  FIELDS.forEach((field, order) => {
-    const prop = { title: field.title, description: field.description, "x-order": order };
-    if (field.enum) {
-      enumSchemas[field.name] = {
-        type: field.type,
-        title: field.name,
-        enum: field.enum,
-        description: "An enumeration.",
-      };
-      prop.allOf = [{ $ref: `#/components/schemas/${field.name}` }];
-    } else {
-      prop.type = field.type;
-    }
-    if ("default" in field) prop.default = field.default;
-    if (field.minimum !== undefined) prop.minimum = field.minimum;
-    if (field.maximum !== undefined) prop.maximum = field.maximum;
-    properties[field.name] = prop;
-  });
-  return { properties, enumSchemas };
+/** Keys ordered as Replicate serves stored JSON: shorter keys first, then bytewise. */
+export function jsonbOrdered(value) {
+  if (Array.isArray(value)) return value.map(jsonbOrdered);
+  if (value === null || typeof value !== "object") return value;
+  const keys = Object.keys(value).sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
+  return Object.fromEntries(keys.map((k) => [k, jsonbOrdered(value[k])]));
 }
 
-export function fluxSchnellOpenapiSchema() {
-  const { properties, enumSchemas } = openapiInputSchema();
+const orderedSchemas = new WeakMap();
+
+export function versionObject(version) {
+  if (!orderedSchemas.has(version)) orderedSchemas.set(version, JSON.stringify(jsonbOrdered(version.openapi_schema)));
   return {
-    openapi: "3.0.2",
-    info: { title: "Cog", version: "0.1.0" },
-    paths: {},
-    components: {
-      schemas: {
-        Input: { type: "object", title: "Input", required: [...REQUIRED], properties },
-        Output: { type: "array", items: { type: "string", format: "uri" }, title: "Output" },
-        Status: {
-          title: "Status",
-          description: "An enumeration.",
-          enum: ["starting", "processing", "succeeded", "canceled", "failed"],
-          type: "string",
-        },
-        ...enumSchemas,
-      },
-    },
+    id: version.id,
+    created_at: version.created_at,
+    cog_version: version.cog_version,
+    openapi_schema: JSON.parse(orderedSchemas.get(version)),
+  };
+}
+
+export function modelObject(model, runCount) {
+  const { info } = model;
+  return {
+    cover_image_url: info.cover_image_url,
+    created_at: info.created_at,
+    default_example: model.defaultExample ?? null,
+    description: info.description,
+    github_url: info.github_url,
+    is_official: model.official,
+    latest_version: versionObject(model.latestVersion),
+    license_url: info.license_url,
+    name: model.name,
+    owner: model.owner,
+    paper_url: info.paper_url,
+    run_count: runCount,
+    url: `https://replicate.com/${model.slug}`,
+    visibility: "public",
+    weights_url: info.weights_url,
   };
 }
 
 export function fluxSchnellVersion() {
-  return {
-    id: FLUX_SCHNELL_VERSION,
-    created_at: FLUX_SCHNELL_VERSION_CREATED_AT,
-    cog_version: FLUX_SCHNELL_COG_VERSION,
-    openapi_schema: fluxSchnellOpenapiSchema(),
-  };
+  return versionObject(findModel(FLUX_SCHNELL_OWNER, FLUX_SCHNELL_NAME).latestVersion);
 }
 
 export function fluxSchnellModel(runCount) {
-  return {
-    url: `https://replicate.com/${FLUX_SCHNELL_MODEL}`,
-    owner: FLUX_SCHNELL_OWNER,
-    name: FLUX_SCHNELL_NAME,
-    description: "The fastest image generation model tailored for local development and personal use",
-    visibility: "public",
-    github_url: "https://github.com/black-forest-labs/flux",
-    paper_url: null,
-    license_url: "https://github.com/black-forest-labs/flux/blob/main/model_licenses/LICENSE-FLUX1-schnell",
-    run_count: runCount,
-    cover_image_url: "https://tjzk.replicate.delivery/models_models_featured_image/67c990ba-bb67-4355-822f-2bd8c42b2f0d/flux-schnell.webp",
-    default_example: null,
-    latest_version: fluxSchnellVersion(),
-  };
+  return modelObject(findModel(FLUX_SCHNELL_OWNER, FLUX_SCHNELL_NAME), runCount);
 }
 
 export function isFluxSchnell(owner, name) {
