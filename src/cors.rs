@@ -146,16 +146,16 @@ impl CorsPolicy {
     /// (exact, case-sensitive) and every requested header is one of the
     /// policy's (any case).
     pub fn preflight(&self, origin: Option<&str>, method: Option<&str>, request_headers: Option<&str>) -> Preflight {
-        let allowed = origin.is_some_and(|o| self.allows_origin(o))
-            && method.is_some_and(|m| self.methods.contains(&m))
-            && request_headers
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .all(|h| self.request_headers.iter().any(|allowed| allowed.eq_ignore_ascii_case(h)));
-        let (Some(origin), true) = (origin, allowed) else {
-            return Preflight::Refused(self.vary());
+        let method_ok = method.is_some_and(|m| self.methods.contains(&m));
+        let headers_ok = request_headers
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .all(|h| self.request_headers.iter().any(|allowed| allowed.eq_ignore_ascii_case(h)));
+        let origin = match origin {
+            Some(origin) if self.allows_origin(origin) && method_ok && headers_ok => origin,
+            _ => return Preflight::Refused(self.vary()),
         };
         let mut headers = self.allow_origin(origin);
         headers.push(("Access-Control-Allow-Methods", self.methods.join(", ")));
