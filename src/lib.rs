@@ -4,8 +4,11 @@
 //! natively with `cargo test`. `edge` (wasm32 only) is the thin glue that binds
 //! those functions to requests, R2, KV and outbound fetch.
 
+pub mod api_keys;
 pub mod backoff;
+pub mod cache_key;
 pub mod config;
+pub mod cors;
 pub mod credentials;
 pub mod error;
 pub mod generation;
@@ -19,6 +22,9 @@ pub mod prediction;
 pub mod proxy;
 pub mod routes;
 pub mod text;
+pub mod secret_scrub;
+pub mod usage;
+pub mod webhook_signature;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
