@@ -12,6 +12,7 @@ pub mod http_range;
 pub mod image_id;
 pub mod input_schema;
 pub mod metadata;
+pub mod model_schema;
 pub mod output;
 pub mod prediction;
 pub mod proxy;
