@@ -390,19 +390,19 @@ impl ModelSchema {
             if !field.is_prompt() && raw.trim().is_empty() {
                 continue;
             }
-            match &field.items {
-                Some(item) if is_array => {
-                    let value = item.query_value(raw).ok_or_else(|| field.refusal())?;
-                    let list = input.entry(key).or_insert_with(|| Value::Array(Vec::new()));
-                    match list {
-                        Value::Array(items) if items.len() < MAX_ARRAY_ITEMS => items.push(value),
-                        _ => return Err(field.refusal()),
-                    }
+            if is_array {
+                let item = match &field.items {
+                    Some(item) => item.query_value(raw),
+                    None => Some(Value::String(raw.to_owned())),
+                };
+                let item = item.ok_or_else(|| field.refusal())?;
+                match input.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
+                    Value::Array(items) if items.len() < MAX_ARRAY_ITEMS => items.push(item),
+                    _ => return Err(field.refusal()),
                 }
-                _ => {
-                    let value = field.query_value(raw).ok_or_else(|| field.refusal())?;
-                    input.insert(key.to_owned(), value);
-                }
+            } else {
+                let value = field.query_value(raw).ok_or_else(|| field.refusal())?;
+                input.insert(key.to_owned(), value);
             }
         }
         self.validate(&input)
