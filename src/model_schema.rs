@@ -507,7 +507,7 @@ impl Field {
         if self.is_prompt() {
             return check_prompt(Some(value)).ok().map(|()| value.clone());
         }
-        let normalized = match self.kind {
+        match self.kind {
             FieldKind::String => match value {
                 Value::String(_) if !self.allowed.is_empty() => self.allowed.iter().find(|o| *o == value).cloned(),
                 Value::String(s) if self.is_image => is_url_shaped(s).then(|| value.clone()),
@@ -541,8 +541,7 @@ impl Field {
                 }
             }
             FieldKind::Any => (self.allowed.is_empty() || self.allowed.contains(value)).then(|| value.clone()),
-        };
-        normalized
+        }
     }
 
     /// A query string converted to this field's JSON type; ranges and enums
