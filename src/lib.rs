@@ -17,6 +17,8 @@ pub mod http_url;
 pub mod image_id;
 pub mod input_schema;
 pub mod metadata;
+pub mod model_schema;
+pub mod models;
 pub mod output;
 pub mod prediction;
 pub mod proxy;
