@@ -29,7 +29,12 @@ pub struct Config {
     /// Whether `/replicate/v1` rewrites outputs and links to point at us (and
     /// keeps outputs); off, it is a pure passthrough.
     pub rewrite_outputs: bool,
+    /// The largest output copied into R2, in bytes.
+    pub max_output_bytes: u64,
 }
+
+/// The default of `MAX_OUTPUT_BYTES`: 25 MiB, room for a 4x upscale as PNG.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u32 = 25 * 1024 * 1024;
 
 impl Config {
     /// Reads every setting through `var`, applying defaults to unset or empty
@@ -58,6 +63,8 @@ impl Config {
         let deadline_seconds = number(&get, "GENERATION_TIMEOUT_SECONDS", 120, 1..=900)?;
         let allow_user_tokens = flag(&get, "ALLOW_USER_TOKENS", true)?;
         let rewrite_outputs = flag(&get, "REWRITE_OUTPUTS", true)?;
+        let max_output_bytes =
+            u64::from(number(&get, "MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES, 1024..=512 * 1024 * 1024)?);
         let extra_output_hosts = get("EXTRA_OUTPUT_HOSTS")
             .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
             .unwrap_or_default();
@@ -78,6 +85,7 @@ impl Config {
             extra_output_hosts,
             public_base_url,
             rewrite_outputs,
+            max_output_bytes,
         })
     }
 }
@@ -145,6 +153,7 @@ mod tests {
         assert!(c.extra_output_hosts.is_empty());
         assert_eq!(c.public_base_url, None);
         assert!(c.rewrite_outputs);
+        assert_eq!(c.max_output_bytes, 25 * 1024 * 1024);
     }
 
     #[test]
@@ -167,6 +176,7 @@ mod tests {
             ("EXTRA_OUTPUT_HOSTS", "127.0.0.1:8790, Example.test"),
             ("PUBLIC_BASE_URL", "https://img.example.com/"),
             ("REWRITE_OUTPUTS", "off"),
+            ("MAX_OUTPUT_BYTES", "1048576"),
         ])
         .unwrap();
         assert_eq!(c.api_base, "http://127.0.0.1:8790");
@@ -178,6 +188,7 @@ mod tests {
         assert_eq!(c.extra_output_hosts, vec!["127.0.0.1:8790", "example.test"]);
         assert_eq!(c.public_base_url.as_deref(), Some("https://img.example.com"));
         assert!(!c.rewrite_outputs);
+        assert_eq!(c.max_output_bytes, 1_048_576);
     }
 
     #[test]
@@ -193,6 +204,8 @@ mod tests {
             ("ALLOW_USER_TOKENS", "maybe"),
             ("REWRITE_OUTPUTS", "sometimes"),
             ("PUBLIC_BASE_URL", "img.example.com"),
+            ("MAX_OUTPUT_BYTES", "10"),
+            ("MAX_OUTPUT_BYTES", "1e9"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.status, 500, "{name}={value}");

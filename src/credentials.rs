@@ -6,6 +6,7 @@
 //! No error built here ever contains a token.
 
 use crate::error::ApiError;
+use crate::secret_scrub::check_token_shape;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -130,7 +131,7 @@ pub fn resolve_bearer(
     }
     match authorization.and_then(bearer_token) {
         Some(bearer) if is_service_bearer(bearer, secrets) => service(secrets),
-        Some(bearer) if allow_user_tokens => Ok(Credential::User(bearer.to_owned())),
+        Some(bearer) if allow_user_tokens => user(bearer, true),
         _ => Err(unauthorized()),
     }
 }
@@ -170,8 +171,12 @@ fn is_service_bearer(bearer: &str, secrets: &ServiceSecrets) -> bool {
     secrets.auth_token.and_then(non_blank).is_some_and(|expected| constant_time_eq(bearer, expected))
 }
 
+/// A caller's own token, once its shape is checked (printable ASCII, no
+/// whitespace, bounded): anything else is refused before any use, with an
+/// error that does not repeat it.
 fn user(token: &str, allow_user_tokens: bool) -> Result<Credential, ApiError> {
     if allow_user_tokens {
+        check_token_shape(token)?;
         Ok(Credential::User(token.to_owned()))
     } else {
         Err(unauthorized().with_details(USER_TOKENS_DISABLED))
@@ -395,5 +400,24 @@ mod tests {
         assert_eq!(service.token(), "s");
         assert!(user.is_user());
         assert!(!service.is_user());
+    }
+
+    #[test]
+    fn malformed_user_tokens_are_refused_without_echo() {
+        let secrets = ServiceSecrets { auth_token: Some("svc-auth"), replicate_token: Some("r8_service") };
+        for token in ["r8_abc\u{201d}", "r8_abc…", "r8_é", "r8_a\rb", "r8_a\0b", "r8_a\nX-Evil: 1", &"r".repeat(300)]
+        {
+            let sources = CredentialSources { header_token: Some(token), ..Default::default() };
+            let e = resolve(&sources, &secrets, true).unwrap_err();
+            assert_eq!((e.status, e.error.as_str()), (400, "Malformed token"), "{token:?}");
+            assert!(!e.body().contains(token.trim()), "{token:?} echoed");
+            let bearer = format!("Bearer {token}");
+            if let Err(e) = resolve_bearer(Some(&bearer), None, &secrets, true) {
+                assert!(!e.body().contains(token.trim()));
+                assert!(e.status == 400 || e.status == 401);
+            } else {
+                panic!("{token:?} accepted as a bearer");
+            }
+        }
     }
 }

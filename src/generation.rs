@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
-use crate::http_url::is_https_url;
+use crate::http_url::webhook_target_problem;
 use crate::prediction::{Prediction, Status};
 
 /// Largest accepted POST body.
@@ -67,7 +67,10 @@ pub fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job),
     };
     let webhook = match body.remove("webhook") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if is_https_url(&s) => Some(s),
+        Some(Value::String(s)) => match webhook_target_problem(&s) {
+            None => Some(s),
+            Some(problem) => return Err(ApiError::invalid_input(problem)),
+        },
         Some(_) => return Err(ApiError::invalid_input("webhook must be an https:// URL")),
     };
     let webhook_events_filter = match body.remove("webhook_events_filter") {
@@ -204,6 +207,9 @@ mod tests {
             (json!({"prompt": "x", "replicate_token": 5}), "replicate_token must be a string"),
             (json!({"prompt": "x", "webhook": "http://example.com"}), "webhook must be an https:// URL"),
             (json!({"prompt": "x", "webhook": "https:example.com"}), "webhook must be an https:// URL"),
+            (json!({"prompt": "x", "webhook": "https://169.254.169.254/x"}), "webhook must point at a public host"),
+            (json!({"prompt": "x", "webhook": "https://localhost/x"}), "webhook must point at a public host"),
+            (json!({"prompt": "x", "webhook": "https://[::1]/x"}), "webhook must point at a public host"),
             (
                 json!({"prompt": "x", "webhook": "https://example.com", "webhook_events_filter": ["done"]}),
                 "webhook_events_filter must be a list of: start, output, logs, completed",

@@ -69,6 +69,68 @@ pub fn is_https_url(raw: &str) -> bool {
     parse_http_url(raw).is_some_and(|u| u.https)
 }
 
+/// Whether `host` (as `HttpUrl` writes it) is a public internet host: not
+/// `localhost` or a name under `.localhost`, `.local`, `.internal` or
+/// `.home.arpa`, and not an IP address that is loopback, private, link-local,
+/// shared (CGNAT), unspecified, multicast, broadcast or documentation, nor an
+/// IPv6 address embedding one (IPv4-mapped, NAT64).
+pub fn is_public_host(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok_and(is_public_v6);
+    }
+    if let Ok(v4) = host.parse::<std::net::Ipv4Addr>() {
+        return is_public_v4(v4);
+    }
+    let name = host.trim_end_matches('.');
+    let local_suffix = [".localhost", ".local", ".internal", ".home.arpa"].iter().any(|s| name.ends_with(s));
+    !name.is_empty() && name != "localhost" && !local_suffix && name.contains('.')
+}
+
+fn is_public_v4(ip: std::net::Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (18..20).contains(&b))
+        || a >= 240)
+}
+
+fn is_public_v6(ip: std::net::Ipv6Addr) -> bool {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    let s = ip.segments();
+    let nat64 = s[0] == 0x64 && s[1] == 0xff9b;
+    if nat64 {
+        let v4 = std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+        return is_public_v4(v4);
+    }
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00
+        || (s[0] & 0xffc0) == 0xfe80
+        || (s[0] == 0x2001 && s[1] == 0x0db8)
+        || s[0..6] == [0, 0, 0, 0, 0, 0])
+}
+
+/// Why `raw` cannot receive webhooks, if it cannot: it must be an https URL
+/// (strictly parsed) on a public host.
+pub fn webhook_target_problem(raw: &str) -> Option<&'static str> {
+    match parse_http_url(raw) {
+        Some(url) if url.https && is_public_host(&url.host) => None,
+        Some(url) if url.https => Some("webhook must point at a public host"),
+        _ => Some("webhook must be an https:// URL"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +163,62 @@ mod tests {
     fn hosts_are_normalised_by_the_url_crate() {
         assert_eq!(parse_http_url("http://0x7f.1/").unwrap().host, "127.0.0.1");
         assert_eq!(parse_http_url("https://EXAMPLE.com:443/").unwrap().port, None);
+    }
+
+    #[test]
+    fn public_hosts() {
+        for host in ["example.com", "replicate.delivery", "8.8.8.8", "[2606:4700::1111]"] {
+            assert!(is_public_host(host), "{host}");
+        }
+        for host in [
+            "localhost",
+            "api.localhost",
+            "printer.local",
+            "metadata.internal",
+            "x.home.arpa",
+            "intranet",
+            "127.0.0.1",
+            "127.1.2.3",
+            "10.0.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "198.18.0.1",
+            "[::1]",
+            "[::]",
+            "[fe80::1]",
+            "[fd00::1]",
+            "[fc00::1]",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:169.254.169.254]",
+            "[64:ff9b::a9fe:a9fe]",
+            "[2001:db8::1]",
+            "[::127.0.0.1]",
+        ] {
+            assert!(!is_public_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn webhook_targets() {
+        assert_eq!(webhook_target_problem("https://hooks.example.com/x"), None);
+        for raw in [
+            "https://169.254.169.254/latest/meta-data",
+            "https://localhost/x",
+            "https://[::1]/x",
+            "https://127.0.0.1:8443/x",
+            "https://0x7f.1/x",
+            "https://2130706433/x",
+            "https://10.1.2.3/x",
+        ] {
+            assert_eq!(webhook_target_problem(raw), Some("webhook must point at a public host"), "{raw}");
+        }
+        assert_eq!(webhook_target_problem("http://hooks.example.com/x"), Some("webhook must be an https:// URL"));
     }
 }

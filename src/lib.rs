@@ -23,8 +23,8 @@ pub mod output;
 pub mod prediction;
 pub mod proxy;
 pub mod routes;
-pub mod text;
 pub mod secret_scrub;
+pub mod text;
 pub mod usage;
 pub mod webhook_signature;
 

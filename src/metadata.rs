@@ -27,8 +27,11 @@ pub enum StoreStatus {
     Pending,
     /// In R2.
     Stored,
-    /// Storing failed; `last_error` says why.
+    /// Storing failed; `last_error` says why. Retried while the upstream
+    /// output may still exist.
     Failed,
+    /// Never stored, and its upstream output is gone: it cannot be recovered.
+    Lost,
 }
 
 impl StoreStatus {
@@ -38,6 +41,7 @@ impl StoreStatus {
             StoreStatus::Pending => "pending",
             StoreStatus::Stored => "stored",
             StoreStatus::Failed => "failed",
+            StoreStatus::Lost => "lost",
         }
     }
 }
@@ -55,9 +59,10 @@ pub struct ImageRecord {
     pub model: String,
     #[serde(default)]
     pub version: Option<String>,
-    /// The validated model input; never a token (see `strip_secrets`).
-    #[serde(default)]
-    pub input: Value,
+    /// The prompt it was made from, cut to `MAX_RECORD_PROMPT_CHARS`. The
+    /// prediction's whole input is kept once, in its `PredictionIndex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     /// RFC 3339, as Replicate gave it.
     pub created_at: String,
     #[serde(default)]
@@ -103,6 +108,64 @@ pub fn kv_metadata(record: &ImageRecord) -> KvSummary {
         size: record.size,
         prediction_id: fit_json(&record.prediction_id, PREDICTION_ID_BUDGET).to_owned(),
         created_at: fit_json(&record.created_at, CREATED_AT_BUDGET).to_owned(),
+    }
+}
+
+/// The longest prompt an image record keeps, in characters.
+pub const MAX_RECORD_PROMPT_CHARS: usize = 500;
+/// The longest string kept in a prediction's stored input, in characters.
+pub const MAX_KEPT_STRING_CHARS: usize = 2000;
+/// How deep a stored input's nested values are kept.
+const MAX_KEPT_DEPTH: usize = 4;
+
+/// A prediction's input as it is kept in KV: without secrets (see
+/// `strip_secrets`), `data:` payloads replaced by a note of their size,
+/// strings cut to `MAX_KEPT_STRING_CHARS`, nesting cut at `MAX_KEPT_DEPTH`.
+/// Bounded whatever a caller sent.
+pub fn compact_input(input: &Value) -> Value {
+    fn compact(value: &Value, depth: usize) -> Value {
+        match value {
+            Value::String(s) if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) => {
+                Value::String(format!("data:… ({} bytes)", s.len()))
+            }
+            Value::String(s) => Value::String(crate::text::cut_chars(s, MAX_KEPT_STRING_CHARS)),
+            Value::Array(_) | Value::Object(_) if depth >= MAX_KEPT_DEPTH => Value::Null,
+            Value::Array(items) => Value::Array(items.iter().take(64).map(|v| compact(v, depth + 1)).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(k, _)| !k.to_ascii_lowercase().contains("token"))
+                    .take(128)
+                    .map(|(k, v)| (crate::text::cut_chars(k, 64), compact(v, depth + 1)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    compact(input, 0)
+}
+
+/// What is kept of a prediction: its image ids once its outputs are known
+/// (`None` while it runs), and its input, kept once for all its images.
+/// Recorded at creation for predictions made through this service; only
+/// those have their outputs kept.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct PredictionIndex {
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub input: Value,
+}
+
+impl PredictionIndex {
+    /// Reads an index as stored (also the bare id list written before).
+    pub fn parse(text: &str) -> Option<Self> {
+        match serde_json::from_str::<Value>(text).ok()? {
+            Value::Array(ids) => {
+                let ids = ids.into_iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?;
+                Some(Self { ids: Some(ids), input: Value::Null })
+            }
+            other => serde_json::from_value(other).ok(),
+        }
     }
 }
 
@@ -185,10 +248,8 @@ pub fn records_for(
 ) -> Result<Vec<NewImage>, ApiError> {
     let created_at = prediction.created_at.clone().unwrap_or_default();
     let created_ms = rfc3339_to_ms(&created_at).unwrap_or(now_ms);
-    let mut input = input.clone();
-    if let Value::Object(map) = &mut input {
-        strip_secrets(map);
-    }
+    let prompt =
+        input.get("prompt").and_then(Value::as_str).map(|p| crate::text::cut_chars(p, MAX_RECORD_PROMPT_CHARS));
     let requested_ext = requested.unwrap_or(ImageKind::WEBP).ext;
     let mut out = Vec::new();
     for (index, url) in prediction.output_urls().iter().enumerate() {
@@ -205,7 +266,7 @@ pub fn records_for(
             index,
             model: prediction.model.clone().unwrap_or_else(|| model.to_owned()),
             version: prediction.version.clone(),
-            input: input.clone(),
+            prompt: prompt.clone(),
             created_at: created_at.clone(),
             content_type: None,
             size: None,
@@ -263,7 +324,8 @@ mod tests {
         assert_eq!(first.status, StoreStatus::Pending);
         assert_eq!(first.model, "black-forest-labs/flux-schnell");
         assert_eq!(first.source_url.as_deref(), Some("https://replicate.delivery/xezq/abc/out-0.jpg"));
-        assert_eq!(first.input, json!({"prompt": "a cat", "output_format": "jpg"}), "no token kept");
+        assert_eq!(first.prompt.as_deref(), Some("a cat"));
+        assert!(!serde_json::to_string(first).unwrap().contains("r8_secret"), "no token kept");
         assert_ne!(records[0].record.id, records[1].record.id);
         let again = records_for(&p, "fallback/model", &input, requested(&input), &[], 999).unwrap();
         assert_eq!(again[0].record, records[0].record, "the same prediction maps to the same records");
@@ -326,7 +388,7 @@ mod tests {
             index: 0,
             model: "black-forest-labs/flux-schnell".into(),
             version: None,
-            input: json!({"prompt": "a cat", "go_fast": true}),
+            prompt: Some("a cat".into()),
             created_at: "2025-01-15T10:03:39.896Z".into(),
             content_type: Some("image/webp".into()),
             size: Some(52_311),
@@ -366,10 +428,10 @@ mod tests {
         let r: ImageRecord = serde_json::from_value(minimal).unwrap();
         assert_eq!((r.index, r.attempts, r.status), (2, 0, StoreStatus::Pending));
         assert_eq!((r.version, r.content_type, r.size, r.source_url, r.last_error), (None, None, None, None, None));
-        assert_eq!(r.input, Value::Null);
+        assert_eq!(r.prompt, None);
         assert!(serde_json::from_value::<ImageRecord>(json!({"id": "i"})).is_err());
         assert!(serde_json::from_value::<ImageRecord>(json!({
-            "id": "i", "prediction_id": "p", "index": 0, "model": "o/m", "created_at": "t", "status": "lost",
+            "id": "i", "prediction_id": "p", "index": 0, "model": "o/m", "created_at": "t", "status": "gone",
         }))
         .is_err());
     }
@@ -403,7 +465,7 @@ mod tests {
                 created_at: long.clone(),
                 content_type: Some(long.clone()),
                 size: Some(u64::MAX),
-                input: json!({"prompt": long}),
+                prompt: Some(long.clone()),
                 ..record()
             };
             let m = serde_json::to_value(kv_metadata(&r)).unwrap();
@@ -459,5 +521,40 @@ mod tests {
         let mut input = original.as_object().unwrap().clone();
         strip_secrets(&mut input);
         assert_eq!(Value::Object(input), original);
+    }
+
+    #[test]
+    fn kept_inputs_are_bounded_and_hold_no_payloads_or_tokens() {
+        let huge = "x".repeat(10 * 1024 * 1024);
+        let data = format!("data:image/png;base64,{}", "A".repeat(100_000));
+        let input = json!({"prompt": huge, "image": data, "replicate_token": "r8_secret", "n": 4,
+                           "deep": {"a": {"b": {"c": {"d": {"e": 1}}}}}});
+        let kept = compact_input(&input);
+        let text = kept.to_string();
+        assert!(text.len() < 3000, "{} bytes kept", text.len());
+        assert_eq!(kept["image"], "data:… (100022 bytes)");
+        assert_eq!(kept["n"], 4);
+        assert!(!text.contains("r8_secret"));
+        assert_eq!(kept["prompt"].as_str().unwrap().chars().count(), MAX_KEPT_STRING_CHARS + 1);
+        assert_eq!(kept["deep"]["a"]["b"]["c"], Value::Null);
+    }
+
+    #[test]
+    fn records_keep_a_short_prompt_only() {
+        let p = succeeded(json!(["https://replicate.delivery/a/out-0.png"]));
+        let input = json!({"prompt": "y".repeat(5000), "image": "data:image/png;base64,AAAA"});
+        let records = records_for(&p, "m/n", &input, None, &[], 0).unwrap();
+        let text = serde_json::to_string(&records[0].record).unwrap();
+        assert!(!text.contains("data:"));
+        assert_eq!(records[0].record.prompt.as_ref().unwrap().chars().count(), MAX_RECORD_PROMPT_CHARS + 1);
+    }
+
+    #[test]
+    fn prediction_indexes_old_and_new() {
+        let old = PredictionIndex::parse(r#"["a.png","b.png"]"#).unwrap();
+        assert_eq!(old.ids, Some(vec!["a.png".to_string(), "b.png".to_string()]));
+        let new = PredictionIndex::parse(r#"{"ids":null,"input":{"prompt":"x"}}"#).unwrap();
+        assert_eq!((new.ids, new.input), (None, json!({"prompt": "x"})));
+        assert!(PredictionIndex::parse("garbage").is_none());
     }
 }

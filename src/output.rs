@@ -85,6 +85,26 @@ pub fn classify_output(url: &str, extra_hosts: &[String]) -> Result<OutputSource
     }
 }
 
+/// The most redirects followed from an output URL.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Where a redirect from the output at `current` to `location` leads: the
+/// `Location` resolved against `current`, held to the same allowlist as the
+/// output itself. A redirect to anywhere else is refused, as is one that
+/// cannot be read.
+pub fn redirect_target(current: &str, location: &str, extra_hosts: &[String]) -> Result<String, ApiError> {
+    let refused = || output_error("output redirected to a host that is not allowed");
+    let base = url::Url::parse(current).map_err(|_| refused())?;
+    if location.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
+        return Err(refused());
+    }
+    let next = base.join(location).map_err(|_| refused())?;
+    match classify_output(next.as_str(), extra_hosts) {
+        Ok(OutputSource::Remote(url)) => Ok(url),
+        _ => Err(refused()),
+    }
+}
+
 /// The image format of `bytes`, by their magic numbers.
 pub fn sniff_image(bytes: &[u8]) -> Option<ImageKind> {
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
@@ -413,5 +433,34 @@ mod tests {
         assert_eq!(ext_from_url("out-1.png"), Some("png"));
         assert_eq!(ext_from_url("data:image/png;base64,AAAA.png"), None);
         assert_eq!(ext_from_url(""), None);
+    }
+
+    #[test]
+    fn redirects_stay_on_allowed_hosts() {
+        let extra = vec!["127.0.0.1:8790".to_string()];
+        let from = "https://replicate.delivery/a/out-0.png";
+        assert_eq!(redirect_target(from, "/b/out-0.png", &[]).unwrap(), "https://replicate.delivery/b/out-0.png");
+        assert_eq!(
+            redirect_target(from, "https://pbxt.replicate.delivery/x.png", &[]).unwrap(),
+            "https://pbxt.replicate.delivery/x.png"
+        );
+        assert_eq!(
+            redirect_target("http://127.0.0.1:8790/d/x.png", "?hop=1", &extra).unwrap(),
+            "http://127.0.0.1:8790/d/x.png?hop=1"
+        );
+        for location in [
+            "http://127.0.0.1/internal",
+            "http://localhost:8790/x",
+            "https://169.254.169.254/latest/meta-data/",
+            "//evil.example/x.png",
+            "http://replicate.delivery/x.png",
+            "https://user@replicate.delivery/x.png",
+            "data:image/png;base64,AAAA",
+            "file:///etc/passwd",
+            "https://evil.example\\@replicate.delivery/",
+        ] {
+            let e = redirect_target(from, location, &extra).unwrap_err();
+            assert_eq!(e.details.as_deref(), Some("output redirected to a host that is not allowed"), "{location}");
+        }
     }
 }

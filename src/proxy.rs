@@ -30,6 +30,11 @@ pub enum ProxyRoute {
 }
 
 impl ProxyRoute {
+    /// Whether the request creates a prediction.
+    pub fn creates_prediction(&self) -> bool {
+        matches!(self, Self::CreateForModel | Self::Create | Self::CreateForDeployment)
+    }
+
     /// Whether the answer holds one prediction object.
     pub fn answers_prediction(&self) -> bool {
         matches!(self, Self::CreateForModel | Self::Create | Self::CreateForDeployment | Self::Get(_) | Self::Cancel(_))

@@ -17,6 +17,11 @@ use crate::error::ApiError;
 static CONFIG: OnceLock<Result<Config, ApiError>> = OnceLock::new();
 static SECRETS: OnceLock<Secrets> = OnceLock::new();
 
+/// The configuration, read from the vars once per isolate.
+pub fn config_of(env: &Env) -> &'static Result<Config, ApiError> {
+    CONFIG.get_or_init(|| Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string())))
+}
+
 /// The service's secrets, as set with `wrangler secret put`.
 pub struct Secrets {
     pub auth_token: Option<String>,
@@ -62,7 +67,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn new(req: &Request, env: Env, ctx: Context) -> Self {
-        let config = CONFIG.get_or_init(|| Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string())));
+        let config = config_of(&env);
         let secrets = SECRETS.get_or_init(|| Secrets::read(&env));
         let configured_base = config.as_ref().ok().and_then(|c| c.public_base_url.clone());
         let base_from_request = configured_base.is_none();

@@ -5,7 +5,7 @@
 use worker::{Env, ScheduleContext, ScheduledEvent};
 
 use super::net::now_ms;
-use super::store::{source_still_valid, Store};
+use super::store::{source_still_valid, Store, COPY_TIMEOUT_MS};
 use crate::image_id::rfc3339_to_ms;
 use crate::metadata::{ImageRecord, StoreStatus};
 
@@ -51,11 +51,12 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             match (retryable(&record), record.source()) {
                 (Retry::Now, Some(source)) => {
                     retried += 1;
-                    let result = store.persist(record, &source, 1).await;
+                    let result = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
                     worker::console_log!("scheduled: retried {id}: {:?}", result.status);
                 }
                 (Retry::Later, _) => {}
-                (Retry::Never, _) | (Retry::Now, None) => store.forget_pending(&id).await,
+                (Retry::Lost, _) | (Retry::Now, None) => store.mark_lost(record).await,
+                (Retry::Never, _) => store.forget_pending(&id).await,
             }
         }
         match next {
@@ -70,15 +71,17 @@ enum Retry {
     Now,
     /// Pending and young: its own request's `wait_until` may still copy it.
     Later,
-    /// Stored, or its upstream output is gone.
+    /// Stored or already lost: nothing to do.
     Never,
+    /// Not stored, and its upstream output is gone.
+    Lost,
 }
 
 fn retryable(record: &ImageRecord) -> Retry {
     let age = now_ms().saturating_sub(rfc3339_to_ms(&record.created_at).unwrap_or(0));
     match record.status {
-        StoreStatus::Stored => Retry::Never,
-        _ if !source_still_valid(record) => Retry::Never,
+        StoreStatus::Stored | StoreStatus::Lost => Retry::Never,
+        _ if !source_still_valid(record) => Retry::Lost,
         StoreStatus::Failed => Retry::Now,
         StoreStatus::Pending if age > PENDING_GRACE_MS => Retry::Now,
         StoreStatus::Pending => Retry::Later,

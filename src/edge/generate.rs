@@ -92,7 +92,7 @@ async fn generate(
 
 /// Creates the prediction and polls it to an end within the deadline.
 async fn run(cx: &RequestContext, config: &Config, replicate: &Replicate, job: &Job) -> Result<Prediction, ApiError> {
-    let deadline = now_ms() + u64::from(config.deadline_seconds) * 1000;
+    let deadline = now_ms().saturating_add(u64::from(config.deadline_seconds) * 1000);
     let (path, body) = create_request(&config.model, config.model_version.as_deref(), job);
     let remaining_secs = deadline.saturating_sub(now_ms()) / 1000;
     let wait = u64::from(config.wait_seconds).min(remaining_secs.max(1));

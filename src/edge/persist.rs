@@ -1,33 +1,48 @@
-//! Keeping a finished prediction's outputs: a KV record per output and an
-//! index of the prediction's image ids, then the bytes copied into R2 in
-//! `wait_until` (inline `data:` outputs are stored at once: there is no URL
-//! to serve them from meanwhile).
+//! Keeping a finished prediction's outputs: a KV record per output and the
+//! prediction's index (its image ids and its input, kept once), then the
+//! bytes copied into R2 in `wait_until` (inline `data:` outputs are stored
+//! at once: there is no URL to serve them from meanwhile).
+//!
+//! Only predictions made through this service are kept: `/generate` keeps
+//! its own; `/replicate/v1` records each prediction it creates (an index
+//! without ids) and keeps those when they succeed. Concurrent readers of one
+//! prediction converge on one copy: within an isolate exactly (an in-flight
+//! set), across isolates as far as KV allows (the index is written before
+//! answering; a copy finding the bytes already in R2 does not fetch them).
+
+use std::cell::RefCell;
+use std::collections::HashSet;
 
 use futures_util::future::join_all;
 use serde_json::Value;
 
 use super::net::now_ms;
-use super::store::{Store, COPY_ATTEMPTS};
+use super::store::{Store, COPY_ATTEMPTS, COPY_BUDGET_MS, COPY_TIMEOUT_MS};
 use super::RequestContext;
 use crate::error::ApiError;
 use crate::input_schema::schema_or_default;
-use crate::metadata::{prediction_key, records_for, ImageSource, NewImage, StoreStatus};
+use crate::metadata::{compact_input, records_for, ImageSource, NewImage, PredictionIndex, StoreStatus};
 use crate::prediction::Prediction;
+
+thread_local! {
+    /// Predictions whose outputs this isolate is keeping right now.
+    static IN_FLIGHT: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
 
 /// Whether a prediction may have been kept before.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
     /// Just created by us: nothing can be recorded for it yet.
     New,
-    /// Read through the proxy: it may have been kept on an earlier poll.
+    /// Read through the proxy, whose index said its outputs are not kept
+    /// yet: another request may be keeping them right now.
     MaybeBefore,
 }
 
-/// Records and copies `prediction`'s outputs unless that was done before,
-/// and answers their image ids in output order. Before answering, only the
-/// records the image URLs need are written (concurrently); the prediction's
-/// index and the copies into R2 follow in `wait_until`. `model` is named
-/// when the prediction does not say.
+/// Records and copies `prediction`'s outputs, and answers their image ids in
+/// output order. Before answering, the records and the prediction's index
+/// are written (concurrently); the copies into R2 follow in `wait_until`.
+/// `model` is named when the prediction does not say.
 pub async fn keep_outputs(
     cx: &RequestContext,
     model: &str,
@@ -36,48 +51,72 @@ pub async fn keep_outputs(
     seen: Seen,
 ) -> Result<Vec<String>, ApiError> {
     let store = cx.store()?;
-    if seen == Seen::MaybeBefore {
-        if let Some(ids) = known_outputs(store, &prediction.id).await? {
-            return Ok(ids);
-        }
-    }
     let config = cx.config()?;
     let model = prediction.model.as_deref().unwrap_or(model);
     let requested = input.as_object().and_then(|input| schema_or_default(model).output_kind(input));
     let images = records_for(prediction, model, input, requested, &config.extra_output_hosts, now_ms())?;
     let ids: Vec<String> = images.iter().map(|image| image.record.id.clone()).collect();
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let started = IN_FLIGHT.with(|set| set.borrow_mut().insert(prediction.id.clone()));
+    if !started && seen == Seen::MaybeBefore {
+        // Ids are derived from the prediction: the same as the keeper's.
+        return Ok(ids);
+    }
+    let kept = write_records(store, prediction, input, &ids, images).await;
+    let to_copy = match kept {
+        Ok(to_copy) => to_copy,
+        Err(e) => {
+            done(&prediction.id);
+            return Err(e);
+        }
+    };
+    let env = cx.env.clone();
+    let prediction_id = prediction.id.clone();
+    cx.wait_until(async move {
+        if let Ok(store) = Store::from_env(&env) {
+            let deadline = now_ms().saturating_add(COPY_BUDGET_MS);
+            let copies = to_copy.into_iter().map(|NewImage { record, source }| {
+                let store = &store;
+                async move { store.persist(record, &source, COPY_ATTEMPTS, deadline).await }
+            });
+            join_all(copies).await;
+        }
+        done(&prediction_id);
+    });
+    Ok(ids)
+}
+
+/// Stores inline outputs, writes every other record and the index; answers
+/// the images still to copy.
+async fn write_records(
+    store: &Store,
+    prediction: &Prediction,
+    input: &Value,
+    ids: &[String],
+    images: Vec<NewImage>,
+) -> Result<Vec<NewImage>, ApiError> {
     let (inline, to_copy): (Vec<NewImage>, Vec<NewImage>) =
         images.into_iter().partition(|image| matches!(image.source, ImageSource::Inline(_)));
     for NewImage { record, source } in inline {
-        let kept = store.persist(record, &source, 1).await;
+        let kept = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
         if kept.status != StoreStatus::Stored {
             return Err(ApiError::generation_failed(
                 kept.last_error.unwrap_or_else(|| "could not store the output".into()),
             ));
         }
     }
-    for written in join_all(to_copy.iter().map(|image| store.put_record(&image.record))).await {
+    let index = PredictionIndex { ids: Some(ids.to_vec()), input: compact_input(input) };
+    let records = join_all(to_copy.iter().map(|image| store.put_record(&image.record)));
+    let (records, index) = futures_util::join!(records, store.put_prediction_index(&prediction.id, &index));
+    for written in records {
         written?;
     }
-    if !ids.is_empty() {
-        let index = serde_json::to_string(&ids).map_err(|e| ApiError::internal().with_cause(e))?;
-        let key = prediction_key(&prediction.id);
-        let env = cx.env.clone();
-        cx.wait_until(async move {
-            let Ok(store) = Store::from_env(&env) else { return };
-            if let Err(e) = store.put_text(&key, index).await {
-                worker::console_warn!("{e}");
-            }
-            for NewImage { record, source } in to_copy {
-                store.persist(record, &source, COPY_ATTEMPTS).await;
-            }
-        });
-    }
-    Ok(ids)
+    index?;
+    Ok(to_copy)
 }
 
-/// The image ids already recorded for a prediction, if any.
-pub async fn known_outputs(store: &Store, prediction_id: &str) -> Result<Option<Vec<String>>, ApiError> {
-    let index = store.get_text(&prediction_key(prediction_id)).await?;
-    Ok(index.and_then(|text| serde_json::from_str(&text).ok()))
+fn done(prediction_id: &str) {
+    IN_FLIGHT.with(|set| set.borrow_mut().remove(prediction_id));
 }

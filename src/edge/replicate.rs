@@ -10,6 +10,7 @@ use crate::backoff::{parse_retry_after, retry_delay_ms};
 use crate::credentials::Credential;
 use crate::error::ApiError;
 use crate::prediction::{upstream_error, Prediction};
+use crate::secret_scrub::scrub;
 
 /// How long one read or cancel may take.
 pub const READ_TIMEOUT_MS: u64 = 15_000;
@@ -71,8 +72,12 @@ impl Replicate {
         }
         let url = format!("{}{}", self.base, path);
         let request = Request::new_with_init(&url, &init)?;
+        let token = self.credential.token();
         let answer = fetch_with_timeout(request, timeout_ms, |mut response| async move {
             let body = response.text().await.map_err(|e| NetError::Failed(e.to_string()))?;
+            // Whatever Replicate (or something in its place) sends back may
+            // echo the request; the token it carried never goes further.
+            let body = scrub(&body, &[token]);
             Ok(Answer { status: response.status_code(), headers: response.headers().clone(), body })
         })
         .await;
@@ -104,7 +109,10 @@ impl Replicate {
                     path,
                     Some(body.as_str().into()),
                     &[("Prefer", &prefer)],
-                    wait_secs * 1000 + CREATE_SLACK_MS,
+                    wait_secs
+                        .saturating_mul(1000)
+                        .saturating_add(CREATE_SLACK_MS)
+                        .min(deadline_ms.saturating_sub(now_ms())),
                 )
                 .await?;
             if answer.status == 429 && self.wait_for_retry(&answer, attempt, deadline_ms).await {
@@ -121,7 +129,8 @@ impl Replicate {
         let path = format!("/v1/predictions/{id}");
         let mut attempt = 0;
         loop {
-            let result = self.send(Method::Get, &path, None, &[], READ_TIMEOUT_MS).await;
+            let timeout = READ_TIMEOUT_MS.min(deadline_ms.saturating_sub(now_ms()));
+            let result = self.send(Method::Get, &path, None, &[], timeout).await;
             let retry = match &result {
                 Ok(answer) if answer.status == 429 || answer.status >= 500 => {
                     self.wait_for_retry(answer, attempt, deadline_ms).await
@@ -129,7 +138,7 @@ impl Replicate {
                 Ok(_) => false,
                 Err(_) => {
                     let delay = retry_delay_ms(attempt);
-                    if now_ms() + delay < deadline_ms {
+                    if now_ms().saturating_add(delay) < deadline_ms {
                         sleep_ms(delay).await;
                         true
                     } else {
@@ -157,8 +166,9 @@ impl Replicate {
 
     /// Sleeps before a retry when the deadline allows it; false when it does not.
     async fn wait_for_retry(&self, answer: &Answer, attempt: u32, deadline_ms: u64) -> bool {
-        let delay = answer.retry_after_secs().map(|s| s * 1000).unwrap_or_else(|| retry_delay_ms(attempt));
-        if now_ms() + delay >= deadline_ms {
+        let delay =
+            answer.retry_after_secs().map(|s| s.saturating_mul(1000)).unwrap_or_else(|| retry_delay_ms(attempt));
+        if now_ms().saturating_add(delay) >= deadline_ms {
             return false;
         }
         sleep_ms(delay).await;

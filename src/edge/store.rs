@@ -8,37 +8,65 @@
 //! `PENDING_INDEX_TTL_SECS`), so the cron's work grows with what is left to
 //! do, not with every image ever stored.
 
-use worker::{kv::KvStore, Bucket, Env, HttpMetadata, Method, Object, Range, Request, RequestInit};
+use worker::js_sys;
+use worker::wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::ReadableStream;
+use worker::worker_sys::FixedLengthStream;
+use worker::{kv::KvStore, Bucket, Data, Env, HttpMetadata, Method, Object, Range, ResponseBody};
 
-use super::net::{fetch_with_timeout, now_ms, sleep_ms, NetError};
+use super::context::config_of;
+use super::net::{fetch_output, now_ms, read_capped, sleep_ms, NetError};
 use super::{IMAGES_BUCKET, METADATA_KV};
 use crate::backoff::retry_delay_ms;
 use crate::error::ApiError;
-use crate::metadata::{kv_key, kv_metadata, ImageRecord, ImageSource, StoreStatus};
-use crate::output::{sniff_image, ImageKind};
+use crate::metadata::{kv_key, kv_metadata, prediction_key, ImageRecord, ImageSource, PredictionIndex, StoreStatus};
+use crate::output::sniff_image;
 
-/// How long fetching one output may take.
-const COPY_TIMEOUT_MS: u64 = 60_000;
+/// How long one copy may take when the cron (or a reader) makes it.
+pub const COPY_TIMEOUT_MS: u64 = 60_000;
+/// How long the copies made after a request's answer may take in all: the
+/// platform lets `waitUntil` work run about 30 s after the answer. What is
+/// not done by then is left to the cron.
+pub const COPY_BUDGET_MS: u64 = 25_000;
 /// Copies tried within one request's `wait_until` before leaving it to the cron.
 pub const COPY_ATTEMPTS: u32 = 3;
-/// An output without Content-Length is read into memory up to this size.
-const MAX_UNSIZED_BYTES: usize = 20 * 1024 * 1024;
+/// An output without Content-Length is read into memory, never past this
+/// size (nor past the configured maximum output size).
+const MAX_UNSIZED_BYTES: u64 = 32 * 1024 * 1024;
+/// Bytes read to tell an image by its magic numbers.
+const SNIFF_BYTES: usize = 16;
+
+/// What a copy may fetch, and how much.
+struct CopyLimits {
+    extra_hosts: Vec<String>,
+    max_output_bytes: u64,
+}
 
 /// The KV prefix of the index of copies still to do.
 pub const PENDING_PREFIX: &str = "pending:";
+/// The KV prefix of short leases on copies made by readers of an image.
+const LEASE_PREFIX: &str = "lease:";
+/// The KV key counting images lost (never stored before their upstream
+/// output was removed).
+const LOST_COUNT_KEY: &str = "stats:lost";
 /// How long an index entry outlives its image's upstream output (an hour).
 const PENDING_INDEX_TTL_SECS: u64 = 2 * 60 * 60;
 
 pub struct Store {
     bucket: Bucket,
     kv: KvStore,
+    limits: CopyLimits,
 }
 
 impl Store {
     pub fn from_env(env: &Env) -> Result<Self, ApiError> {
         let bucket = env.bucket(IMAGES_BUCKET).map_err(|_| misconfigured(IMAGES_BUCKET))?;
         let kv = env.kv(METADATA_KV).map_err(|_| misconfigured(METADATA_KV))?;
-        Ok(Self { bucket, kv })
+        let config = config_of(env).as_ref().map_err(Clone::clone)?;
+        let limits =
+            CopyLimits { extra_hosts: config.extra_output_hosts.clone(), max_output_bytes: config.max_output_bytes };
+        Ok(Self { bucket, kv, limits })
     }
 
     pub async fn record(&self, id: &str) -> Result<Option<ImageRecord>, ApiError> {
@@ -68,12 +96,22 @@ impl Store {
                 StoreStatus::Pending if record.attempts == 0 => {
                     self.kv.put(&key, "")?.expiration_ttl(PENDING_INDEX_TTL_SECS).execute().await
                 }
-                StoreStatus::Stored => self.kv.delete(&key).await,
+                StoreStatus::Stored | StoreStatus::Lost => self.kv.delete(&key).await,
                 _ => Ok(()),
             }
         };
         let (put, index) = futures_util::join!(put, index);
         put.and(index).map_err(|e| ApiError::internal().with_cause(format!("KV write {}: {e}", record.id)))
+    }
+
+    /// What is kept of a prediction made through this service, if anything.
+    pub async fn prediction_index(&self, prediction_id: &str) -> Result<Option<PredictionIndex>, ApiError> {
+        Ok(self.get_text(&prediction_key(prediction_id)).await?.and_then(|text| PredictionIndex::parse(&text)))
+    }
+
+    pub async fn put_prediction_index(&self, prediction_id: &str, index: &PredictionIndex) -> Result<(), ApiError> {
+        let text = serde_json::to_string(index).map_err(|e| ApiError::internal().with_cause(e))?;
+        self.put_text(&prediction_key(prediction_id), text).await
     }
 
     /// One page of the ids of copies still to do, and the cursor of the next.
@@ -86,6 +124,41 @@ impl Store {
         let ids = page.keys.iter().map(|k| k.name.trim_start_matches(PENDING_PREFIX).to_owned()).collect();
         let next = page.cursor.filter(|_| !page.list_complete);
         Ok((ids, next))
+    }
+
+    /// Records that an image can no longer be stored (its upstream output is
+    /// gone), and counts it under `LOST_COUNT_KEY` for the operator.
+    pub async fn mark_lost(&self, mut record: ImageRecord) {
+        record.status = StoreStatus::Lost;
+        if let Err(e) = self.put_record(&record).await {
+            worker::console_warn!("marking {} lost: {e}", record.id);
+            return;
+        }
+        worker::console_warn!("image {} lost: {}", record.id, record.last_error.as_deref().unwrap_or("never copied"));
+        let count = self.lost_count().await.unwrap_or(0).saturating_add(1);
+        if let Err(e) = self.put_text(LOST_COUNT_KEY, count.to_string()).await {
+            worker::console_warn!("{e}");
+        }
+    }
+
+    /// How many images were lost (approximate: the cron counts them alone,
+    /// but a reader marking one at the same time may be missed).
+    pub async fn lost_count(&self) -> Result<u64, ApiError> {
+        Ok(self.get_text(LOST_COUNT_KEY).await?.and_then(|t| crate::text::decimal(t.trim())).unwrap_or(0))
+    }
+
+    /// Claims the copy of `id` for this request for a minute, unless another
+    /// holds it. KV has no compare-and-set: two readers arriving within one
+    /// KV round trip (or one propagation delay, across locations) may both
+    /// win; more cannot.
+    pub async fn take_copy_lease(&self, id: &str) -> bool {
+        let key = format!("{LEASE_PREFIX}{id}");
+        match self.kv.get(&key).text().await {
+            Ok(None) => {}
+            _ => return false,
+        }
+        let put = async { self.kv.put(&key, "")?.expiration_ttl(60).execute().await };
+        put.await.is_ok()
     }
 
     /// Drops an id from the index of copies to do.
@@ -109,18 +182,31 @@ impl Store {
         get.execute().await.map_err(r2_error)
     }
 
-    /// Copies the record's output into R2 (unless it is there already), then
-    /// marks the record stored. Tries `attempts` times; a last failure is
-    /// recorded as `failed` for the cron to retry.
-    pub async fn persist(&self, mut record: ImageRecord, source: &ImageSource, attempts: u32) -> ImageRecord {
+    /// Copies the record's output into R2, then marks the record stored.
+    /// Tries up to `attempts` times while `deadline_ms` leaves time; a last
+    /// failure is recorded as `failed` for the cron to retry.
+    pub async fn persist(
+        &self,
+        mut record: ImageRecord,
+        source: &ImageSource,
+        attempts: u32,
+        deadline_ms: u64,
+    ) -> ImageRecord {
         for attempt in 0..attempts {
             if attempt > 0 {
-                sleep_ms(retry_delay_ms(attempt - 1)).await;
+                let delay = retry_delay_ms(attempt - 1);
+                if now_ms().saturating_add(delay) >= deadline_ms {
+                    break;
+                }
+                sleep_ms(delay).await;
             }
             record.attempts += 1;
             let copied = match source {
                 ImageSource::Inline(bytes) => self.put_bytes(&record.id, bytes.clone()).await,
-                ImageSource::Fetch(url) => self.copy_from(&record.id, url).await,
+                ImageSource::Fetch(url) => match self.already_stored(&record.id).await {
+                    Some(stored) => Ok(stored),
+                    None => self.copy_from(&record.id, url, deadline_ms).await,
+                },
             };
             match copied {
                 Ok((content_type, size)) => {
@@ -144,47 +230,88 @@ impl Store {
         record
     }
 
-    async fn copy_from(&self, id: &str, url: &str) -> Result<(String, u64), String> {
-        let mut init = RequestInit::new();
-        init.with_method(Method::Get);
-        let request = Request::new_with_init(url, &init).map_err(|e| e.to_string())?;
+    /// The type and size of bytes already in R2 (put there by a copy made
+    /// elsewhere: only checked images are ever written).
+    async fn already_stored(&self, id: &str) -> Option<(String, u64)> {
+        let object = self.bucket.head(id).await.ok()??;
+        let content_type = object.http_metadata().content_type?;
+        Some((content_type, object.size()))
+    }
+
+    async fn copy_from(&self, id: &str, url: &str, deadline_ms: u64) -> Result<(String, u64), String> {
         let bucket = &self.bucket;
-        let guess = guess_content_type(id);
-        let copied = fetch_with_timeout(request, COPY_TIMEOUT_MS, |mut response| async move {
+        let limits = &self.limits;
+        let copied = fetch_output(url, Method::Get, &limits.extra_hosts, deadline_ms, |response| async move {
             let fail = NetError::Failed;
             if response.status_code() != 200 {
                 return Err(fail(format!("upstream answered {}", response.status_code())));
             }
-            let length = response.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
-            let metadata = HttpMetadata { content_type: Some(guess.into()), ..Default::default() };
-            let put = match (length, response.body()) {
-                // Streamed from the upstream body into R2: the bytes never enter wasm.
-                (Some(_), worker::ResponseBody::Stream(stream)) => {
-                    bucket.put(id, worker::Data::ReadableStream(stream.clone())).http_metadata(metadata).execute().await
-                }
-                _ => {
-                    let bytes = response.bytes().await.map_err(|e| fail(e.to_string()))?;
-                    if bytes.len() > MAX_UNSIZED_BYTES {
-                        return Err(fail("output too large".into()));
-                    }
-                    bucket.put(id, bytes).http_metadata(metadata).execute().await
-                }
+            let declared =
+                response.headers().get("Content-Length").ok().flatten().and_then(|v| crate::text::decimal(&v));
+            if declared.is_some_and(|n| n > limits.max_output_bytes) {
+                return Err(fail(too_large(limits.max_output_bytes)));
+            }
+            let ResponseBody::Stream(body) = response.body() else {
+                return Err(fail("output is empty".into()));
             };
-            let size = put.map_err(|e| fail(format!("R2 put: {e}")))?.map(|o| o.size()).unwrap_or(0);
-            match length {
-                Some(expected) if size != expected => {
-                    let _ = bucket.delete(id).await;
-                    Err(fail(format!("stored {size} of {expected} bytes")))
+            let body = body.clone();
+            match declared {
+                // Streamed into R2 without entering wasm: only the first
+                // bytes are read (from one branch of a tee) to check that
+                // they are an image before anything is written. The length
+                // is enforced by a FixedLengthStream: a body cut short fails
+                // the put, so nothing half-written is ever stored.
+                Some(length) => {
+                    let branches = body.tee();
+                    let to_store: ReadableStream = branches.get(0).unchecked_into();
+                    let to_sniff: ReadableStream = branches.get(1).unchecked_into();
+                    let prefix = read_capped(&to_sniff, SNIFF_BYTES).await?;
+                    let Some(kind) = sniff_image(&prefix) else {
+                        let _ = to_store.cancel();
+                        return Err(fail("output is not an image".into()));
+                    };
+                    let fixed = FixedLengthStream::new_big_int(js_sys::BigInt::from(length))
+                        .map_err(|_| fail("output length is unusable".into()))?;
+                    let pipe = JsFuture::from(to_store.pipe_to(&fixed.writable()));
+                    let readable = fixed.readable();
+                    let metadata = HttpMetadata { content_type: Some(kind.content_type.into()), ..Default::default() };
+                    let put = bucket.put(id, Data::ReadableStream(readable)).http_metadata(metadata).execute();
+                    let (put, pipe) = futures_util::join!(put, pipe);
+                    let stored = put.map_err(|e| fail(format!("R2 put: {e}")))?;
+                    pipe.map_err(|_| fail("output stream broke off".into()))?;
+                    let size = stored.map(|o| o.size()).unwrap_or(0);
+                    if size != length {
+                        let _ = bucket.delete(id).await;
+                        return Err(fail(format!("stored {size} of {length} bytes")));
+                    }
+                    Ok((kind.content_type.to_string(), size))
                 }
-                _ => Ok(()),
+                // No length given: read into memory, but never past the limit.
+                None => {
+                    let cap = limits.max_output_bytes.min(MAX_UNSIZED_BYTES);
+                    let bytes =
+                        read_capped(&body, usize::try_from(cap).unwrap_or(usize::MAX).saturating_add(1)).await?;
+                    if bytes.len() as u64 > cap {
+                        return Err(fail(too_large(cap)));
+                    }
+                    let kind = sniff_image(&bytes).ok_or_else(|| fail("output is not an image".into()))?;
+                    let size = bytes.len() as u64;
+                    let metadata = HttpMetadata { content_type: Some(kind.content_type.into()), ..Default::default() };
+                    bucket
+                        .put(id, bytes)
+                        .http_metadata(metadata)
+                        .execute()
+                        .await
+                        .map_err(|e| fail(format!("R2 put: {e}")))?;
+                    Ok((kind.content_type.to_string(), size))
+                }
             }
         })
         .await;
         copied.map_err(|e| match e {
             NetError::Timeout => "copy timed out".to_string(),
             NetError::Failed(why) => why,
-        })?;
-        self.verify_content_type(id, guess).await
+        })
     }
 
     async fn put_bytes(&self, id: &str, bytes: Vec<u8>) -> Result<(String, u64), String> {
@@ -194,54 +321,17 @@ impl Store {
         self.bucket.put(id, bytes).http_metadata(metadata).execute().await.map_err(|e| format!("R2 put: {e}"))?;
         Ok((kind.content_type.to_string(), size))
     }
-
-    /// The stored type comes from the bytes' magic numbers: read the first
-    /// bytes back; when they disagree with the guess, rewrite the object's
-    /// metadata (R2 to R2, streamed); when they are no image, delete it.
-    async fn verify_content_type(&self, id: &str, guess: &str) -> Result<(String, u64), String> {
-        let head = self
-            .bucket
-            .get(id)
-            .range(Range::Prefix { length: 16 })
-            .execute()
-            .await
-            .map_err(|e| format!("R2 read back: {e}"))?
-            .ok_or("R2 read back: object missing")?;
-        let size = head.size();
-        let prefix = match head.body() {
-            Some(body) => body.bytes().await.map_err(|e| format!("R2 read back: {e}"))?,
-            None => Vec::new(),
-        };
-        let Some(kind) = sniff_image(&prefix) else {
-            let _ = self.bucket.delete(id).await;
-            return Err("output is not an image".into());
-        };
-        if kind.content_type != guess {
-            let object = self.bucket.get(id).execute().await.map_err(|e| e.to_string())?.ok_or("object missing")?;
-            let body = object.body().ok_or("object has no body")?.stream().map_err(|e| e.to_string())?;
-            let stream = worker::FixedLengthStream::wrap(body, size);
-            let metadata = HttpMetadata { content_type: Some(kind.content_type.into()), ..Default::default() };
-            self.bucket
-                .put(id, stream)
-                .http_metadata(metadata)
-                .execute()
-                .await
-                .map_err(|e| format!("R2 rewrite: {e}"))?;
-        }
-        Ok((kind.content_type.to_string(), size))
-    }
 }
 
-/// The content type an id's extension implies, before the bytes confirm it.
-pub fn guess_content_type(id: &str) -> &'static str {
-    id.rsplit_once('.').and_then(|(_, ext)| ImageKind::from_ext(ext)).unwrap_or(ImageKind::WEBP).content_type
+fn too_large(limit: u64) -> String {
+    format!("output is larger than the {limit}-byte limit")
 }
 
 /// Whether a record's upstream output may still exist (Replicate keeps
 /// outputs for an hour).
 pub fn source_still_valid(record: &ImageRecord) -> bool {
     let created = crate::image_id::rfc3339_to_ms(&record.created_at).unwrap_or(0);
-    record.source_url.is_some() && now_ms() < created + 60 * 60 * 1000
+    record.source_url.is_some() && now_ms() < created.saturating_add(60 * 60 * 1000)
 }
 
 fn misconfigured(binding: &str) -> ApiError {
