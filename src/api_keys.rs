@@ -9,7 +9,7 @@
 
 use crate::cache_key::sha256_hex;
 use crate::error::ApiError;
-use crate::input_schema::INVALID_INPUT;
+use crate::error::INVALID_INPUT;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use subtle::ConstantTimeEq;

@@ -4,6 +4,7 @@
 
 use crate::error::ApiError;
 use crate::http_url::parse_http_url;
+use crate::models::{Registry, DEFAULT_MODEL_VAR, MODELS_VAR, USER_TOKEN_MODELS_VAR};
 
 pub const DEFAULT_API_BASE: &str = "https://api.replicate.com";
 pub const DEFAULT_MODEL: &str = "black-forest-labs/flux-schnell";
@@ -12,10 +13,10 @@ pub const DEFAULT_MODEL: &str = "black-forest-labs/flux-schnell";
 pub struct Config {
     /// Replicate's API base, without a trailing slash and without `/v1`.
     pub api_base: String,
-    /// `owner/name` of the model `/generate` runs.
-    pub model: String,
-    /// A pinned 64-hex version, or `None` to run the model's latest.
-    pub model_version: Option<String>,
+    /// The models the service offers (`MODELS`, `DEFAULT_MODEL`,
+    /// `USER_TOKEN_MODELS`; see `models::Registry`). Without `MODELS`,
+    /// `REPLICATE_MODEL` (and `REPLICATE_MODEL_VERSION`) name the one model.
+    pub models: Registry,
     /// Seconds a create may be held by `Prefer: wait` (1..=60).
     pub wait_seconds: u32,
     /// Overall seconds a generation may take, polling included.
@@ -58,6 +59,18 @@ impl Config {
                 return Err(misconfigured("REPLICATE_MODEL_VERSION", "must be a 64-character hex version id"));
             }
         }
+        // Without MODELS, the one model of REPLICATE_MODEL[_VERSION], under
+        // its own name.
+        let single = match &model_version {
+            Some(version) => format!("{model}:{version}"),
+            None => model.clone(),
+        };
+        let models = Registry::parse(
+            Some(get(MODELS_VAR).unwrap_or(single).as_str()),
+            get(DEFAULT_MODEL_VAR).as_deref(),
+            get(USER_TOKEN_MODELS_VAR).as_deref(),
+        )
+        .map_err(|why| ApiError::misconfigured(500, why))?;
 
         let wait_seconds = number(&get, "REPLICATE_WAIT_SECONDS", 60, 1..=60)?;
         let deadline_seconds = number(&get, "GENERATION_TIMEOUT_SECONDS", 120, 1..=900)?;
@@ -77,8 +90,7 @@ impl Config {
 
         Ok(Self {
             api_base,
-            model,
-            model_version,
+            models,
             wait_seconds,
             deadline_seconds,
             allow_user_tokens,
@@ -145,8 +157,11 @@ mod tests {
     fn defaults_when_nothing_is_set() {
         let c = config(&[]).unwrap();
         assert_eq!(c.api_base, "https://api.replicate.com");
-        assert_eq!(c.model, "black-forest-labs/flux-schnell");
-        assert_eq!(c.model_version, None);
+        let default = c.models.default_entry();
+        assert_eq!(
+            (default.name.as_str(), default.model.to_string().as_str()),
+            ("flux-schnell", "black-forest-labs/flux-schnell")
+        );
         assert_eq!(c.wait_seconds, 60);
         assert_eq!(c.deadline_seconds, 120);
         assert!(c.allow_user_tokens);
@@ -159,7 +174,7 @@ mod tests {
     #[test]
     fn empty_values_mean_defaults() {
         let c = config(&[("REPLICATE_MODEL_VERSION", ""), ("REPLICATE_WAIT_SECONDS", " ")]).unwrap();
-        assert_eq!(c.model_version, None);
+        assert_eq!(c.models.default_entry().model.version, None);
         assert_eq!(c.wait_seconds, 60);
     }
 
@@ -180,8 +195,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.api_base, "http://127.0.0.1:8790");
-        assert_eq!(c.model, "owner/model-name");
-        assert_eq!(c.model_version.as_deref(), Some(version));
+        let default = c.models.default_entry();
+        assert_eq!(default.model.model(), "owner/model-name");
+        assert_eq!(default.model.version.as_deref(), Some(version));
         assert_eq!(c.wait_seconds, 5);
         assert_eq!(c.deadline_seconds, 30);
         assert!(!c.allow_user_tokens);
@@ -223,5 +239,20 @@ mod tests {
         assert!(is_version_id(&"a".repeat(64)));
         assert!(!is_version_id(&"A".repeat(64)));
         assert!(!is_version_id(&"a".repeat(63)));
+    }
+
+    #[test]
+    fn models_come_from_the_registry_vars() {
+        let c = config(&[
+            ("MODELS", "schnell=black-forest-labs/flux-schnell, dev=black-forest-labs/flux-dev"),
+            ("DEFAULT_MODEL", "dev"),
+            ("REPLICATE_MODEL", "ignored/when-models-is-set"),
+        ])
+        .unwrap();
+        assert_eq!(c.models.names(), vec!["schnell", "dev"]);
+        assert_eq!(c.models.default_entry().name, "dev");
+        let err = config(&[("MODELS", "schnell=not a model")]).unwrap_err();
+        assert_eq!(err.status, 500);
+        assert!(err.details.unwrap().starts_with("MODELS"));
     }
 }

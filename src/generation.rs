@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::http_url::webhook_target_problem;
+use crate::models::ModelRef;
 use crate::prediction::{Prediction, Status};
 
 /// Largest accepted POST body.
@@ -16,6 +17,8 @@ pub const WEBHOOK_EVENTS: [&str; 4] = ["start", "output", "logs", "completed"];
 /// What a generate request asks for, whichever form it came in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
+    /// The model asked for (`model`): a short name or `owner/name[:version]`.
+    pub model: Option<String>,
     pub input: Map<String, Value>,
     pub webhook: Option<String>,
     pub webhook_events_filter: Option<Value>,
@@ -24,7 +27,7 @@ pub struct Job {
 impl Job {
     /// A job with only model input (the GET form).
     pub fn from_input(input: Map<String, Value>) -> Self {
-        Self { input, webhook: None, webhook_events_filter: None }
+        Self { model: None, input, webhook: None, webhook_events_filter: None }
     }
 }
 
@@ -57,13 +60,19 @@ pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 
 /// The seed's three body forms: `{prompt, ...}`; `{input: {...}}`; and either
 /// plus `webhook`/`webhook_events_filter`. `replicate_token` may ride along
-/// and is returned apart. The input is validated later, once the caller is
+/// and is returned apart; `model` (beside the input, in either form) chooses
+/// the model. The input is validated later, once the caller is
 /// authenticated.
 pub fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job), ApiError> {
     let token = match body.remove("replicate_token") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(ApiError::invalid_input("replicate_token must be a string")),
+    };
+    let model = match body.remove("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(ApiError::invalid_input("model must be a string")),
     };
     let webhook = match body.remove("webhook") {
         None | Some(Value::Null) => None,
@@ -102,29 +111,21 @@ pub fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job),
         Some(_) => return Err(ApiError::invalid_input("input must be a JSON object")),
         None => body,
     };
-    Ok((token, Job { input, webhook, webhook_events_filter }))
+    Ok((token, Job { model, input, webhook, webhook_events_filter }))
 }
 
-/// The create call for `job`: the path and the JSON body. A pinned version
-/// goes through `/v1/predictions` with `version`; otherwise the model's
-/// latest runs through `/v1/models/{owner}/{name}/predictions`.
-pub fn create_request(model: &str, version: Option<&str>, job: &Job) -> (String, Map<String, Value>) {
-    let mut body = Map::new();
-    body.insert("input".into(), Value::Object(job.input.clone()));
+/// The create call for `job` on `model`: the path and the JSON body. A
+/// pinned version goes through `/v1/predictions` with `version`; otherwise
+/// the model's latest runs through `/v1/models/{owner}/{name}/predictions`.
+pub fn create_request(model: &ModelRef, job: &Job) -> (String, Map<String, Value>) {
+    let mut body = model.create_body(job.input.clone());
     if let Some(webhook) = &job.webhook {
         body.insert("webhook".into(), Value::String(webhook.clone()));
     }
     if let Some(filter) = &job.webhook_events_filter {
         body.insert("webhook_events_filter".into(), filter.clone());
     }
-    let path = match version {
-        Some(version) => {
-            body.insert("version".into(), Value::String(version.to_owned()));
-            "/v1/predictions".to_owned()
-        }
-        None => format!("/v1/models/{model}/predictions"),
-    };
-    (path, body)
+    (model.create_path(), body)
 }
 
 /// Done: a terminal status, or every expected output already present while
@@ -192,6 +193,11 @@ mod tests {
         let (_, job) = parse_body(object(json!({"input": {"prompt": "a cat"}}))).unwrap();
         assert_eq!(job.input, object(json!({"prompt": "a cat"})));
 
+        let (_, job) = parse_body(object(json!({"prompt": "a cat", "model": "dev"}))).unwrap();
+        assert_eq!((job.model.as_deref(), job.input), (Some("dev"), object(json!({"prompt": "a cat"}))));
+        let (_, job) = parse_body(object(json!({"input": {"prompt": "a cat"}, "model": "sdxl"}))).unwrap();
+        assert_eq!(job.model.as_deref(), Some("sdxl"));
+
         let body = json!({"input": {"prompt": "x"}, "webhook": "https://example.com/h",
                           "webhook_events_filter": ["completed"], "replicate_token": "r8_abc"});
         let (token, job) = parse_body(object(body)).unwrap();
@@ -220,6 +226,7 @@ mod tests {
                 "Unknown field 'seed' next to 'input'; put model inputs inside 'input'",
             ),
             (json!({"input": "x"}), "input must be a JSON object"),
+            (json!({"prompt": "x", "model": 3}), "model must be a string"),
         ] {
             let e = parse_body(object(body.clone())).unwrap_err();
             assert_eq!(
@@ -245,15 +252,17 @@ mod tests {
     #[test]
     fn create_requests_by_model_or_version() {
         let job = Job {
+            model: None,
             input: object(json!({"prompt": "x"})),
             webhook: Some("https://example.com/h".into()),
             webhook_events_filter: None,
         };
-        let (path, body) = create_request("black-forest-labs/flux-schnell", None, &job);
+        let (path, body) = create_request(&ModelRef::parse("black-forest-labs/flux-schnell").unwrap(), &job);
         assert_eq!(path, "/v1/models/black-forest-labs/flux-schnell/predictions");
         assert_eq!(Value::Object(body), json!({"input": {"prompt": "x"}, "webhook": "https://example.com/h"}));
         let version = "a".repeat(64);
-        let (path, body) = create_request("o/n", Some(&version), &Job::from_input(object(json!({"prompt": "y"}))));
+        let pinned = ModelRef::parse(&format!("o/n:{version}")).unwrap();
+        let (path, body) = create_request(&pinned, &Job::from_input(object(json!({"prompt": "y"}))));
         assert_eq!(path, "/v1/predictions");
         assert_eq!(Value::Object(body), json!({"input": {"prompt": "y"}, "version": version}));
     }

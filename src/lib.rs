@@ -15,7 +15,6 @@ pub mod generation;
 pub mod http_range;
 pub mod http_url;
 pub mod image_id;
-pub mod input_schema;
 pub mod metadata;
 pub mod model_schema;
 pub mod models;

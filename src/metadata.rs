@@ -293,7 +293,8 @@ mod tests {
     /// The type flux-schnell's `output_format` asks for, as the edge reads it.
     fn requested(input: &Value) -> Option<crate::output::ImageKind> {
         let input = input.as_object().cloned().unwrap_or_default();
-        crate::input_schema::schema_or_default("black-forest-labs/flux-schnell").output_kind(&input)
+        let schema = crate::model_schema::flux_schnell_builtin();
+        schema.output_format(&input).and_then(crate::output::ImageKind::from_ext)
     }
 
     fn succeeded(output: Value) -> Prediction {

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 /// The longest prompt accepted, in characters (Unicode scalar values).
 pub const MAX_PROMPT_CHARS: usize = 2000;
 /// The error of every invalid input.
-pub const INVALID_INPUT: &str = "Invalid input";
+pub use crate::error::INVALID_INPUT;
 /// The error of a GET without a usable prompt, as the API contract words it.
 pub const MISSING_PROMPT_QUERY: &str = "Missing 'prompt' query parameter";
 /// The largest seed accepted when a schema does not bound it: seeds are

@@ -27,7 +27,7 @@ describe("storing", () => {
     assert.equal(r.prediction_id, predictionId);
     assert.equal(r.model, "black-forest-labs/flux-schnell");
     assert.equal(r.content_type, "image/png");
-    assert.equal(r.input.output_format, "png");
+    assert.equal(r.prompt.startsWith("stored"), true);
     const bucket = await w.mf.getR2Bucket("IMAGES");
     const object = await bucket.get(id);
     assert.ok(object, "bytes in R2");
@@ -37,6 +37,9 @@ describe("storing", () => {
     assert.equal(object.httpMetadata.contentType, "image/png");
 
     const kv = await w.mf.getKVNamespace("IMAGE_META");
+    const index = JSON.parse(await kv.get(`prediction:${predictionId}`));
+    assert.deepEqual(index.ids, [id]);
+    assert.equal(index.input.output_format, "png", "the input is kept once, with the prediction");
     const { keys } = await kv.list({ prefix: `image:${id}` });
     assert.equal(keys.length, 1);
     assert.equal(keys[0].metadata.status, "stored");
@@ -193,7 +196,7 @@ describe("serving", () => {
     assert.equal(res.headers.get("content-range"), `bytes */${r.size}`);
   });
 
-  test("until the copy lands, the upstream output is streamed (not cached)", async () => {
+  test("until the copy lands, a reader waits for it and gets the stored bytes", async () => {
     const w = await worker();
     // The next output download (this image's copy into R2) is slow.
     await addRule({ when: { path: "/delivery/" }, then: { latencyMs: 1500 }, times: 1 });
@@ -204,12 +207,21 @@ describe("serving", () => {
     const res = await w.fetch(`/image/${id}`);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("content-type"), "image/png");
-    assert.equal(res.headers.get("cache-control"), "no-store");
-    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), await upstreamBytes(w, id));
-    await stored(w, id);
-    const later = await w.fetch(`/image/${id}`);
-    assert.equal(later.headers.get("cache-control"), "public, max-age=31536000, immutable");
-    await later.arrayBuffer();
+    assert.equal(res.headers.get("cache-control"), "public, max-age=31536000, immutable");
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    assert.deepEqual(bytes, new Uint8Array(await (await bucket.get(id)).arrayBuffer()));
+    assert.deepEqual(bytes, await upstreamBytes(w, id));
+  });
+
+  test("a copy that never lands: 503 not ready, with Retry-After", async () => {
+    const w = await worker();
+    const prompt = uniquePrompt("slow copy");
+    await addRule({ when: { outputOf: prompt }, then: { latencyMs: 12000 }, times: 1 });
+    const { id } = await generated(w, { prompt, output_format: "png", megapixels: "0.25" });
+    const res = await w.fetch(`/image/${id}`);
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get("retry-after"), "2");
+    assert.equal((await res.json()).error, "Image not ready yet");
   });
 
   test("unknown or malformed ids: 404 Image not found", async () => {

@@ -1,5 +1,6 @@
 //! `GET /generate?prompt=...` (302 to the image) and `POST /generate` (JSON):
-//! reads the request, runs the prediction on Replicate, keeps its outputs.
+//! reads the request, chooses the model, checks the input against the
+//! model's schema, runs the prediction on Replicate, keeps its outputs.
 //! What is decided without I/O lives in `crate::generation`.
 
 use futures_util::StreamExt;
@@ -10,6 +11,7 @@ use super::context::TokenHints;
 use super::net::{now_ms, sleep_ms};
 use super::persist::{keep_outputs, Seen};
 use super::replicate::Replicate;
+use super::schemas::schema_for;
 use super::{respond, RequestContext};
 use crate::backoff::poll_delay_ms;
 use crate::config::Config;
@@ -18,18 +20,26 @@ use crate::generation::{
     body_too_large, check_json_content_type, create_request, finished, parse_body, parse_json_object, usable,
     Generated, Job, MAX_BODY_BYTES,
 };
-use crate::input_schema::{self, schema_or_default};
+use crate::model_schema::ModelSchema;
+use crate::models::Choice;
+use crate::output::ImageKind;
 use crate::prediction::{timed_out, Prediction};
+
+/// Query parameters that are not model input.
+const NOT_INPUT: [&str; 2] = ["replicate_token", "model"];
 
 pub async fn get(req: Request, cx: &RequestContext) -> Result<Response, ApiError> {
     let config = cx.config()?;
     let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
     let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    let query_token = pairs.iter().find(|(k, _)| k == "replicate_token").map(|(_, v)| v.as_str());
-    let credential = cx.caller(TokenHints { query: query_token, ..TokenHints::default() })?;
-    let input = input_schema::input_from_query(&config.model, &pairs)?;
-    let generated = generate(cx, config, &cx.replicate(&credential)?, Job::from_input(input)).await?;
-    let body = generated.body(&config.model);
+    let query = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let credential = cx.caller(TokenHints { query: query("replicate_token"), ..TokenHints::default() })?;
+    let choice = config.models.choose(query("model"), credential.is_user(), None)?;
+    let schema = schema_for(cx, &choice.model, &credential).await;
+    let input = schema.input_from_query(&pairs, &NOT_INPUT)?;
+    let replicate = cx.replicate(&credential)?;
+    let generated = generate(cx, config, &choice, &schema, &replicate, Job::from_input(input)).await?;
+    let body = generated.body(&choice.model.model());
     let location = body["imageUrl"].as_str().unwrap_or_default().to_owned();
     let mut response = respond::json(302, &body)?;
     response.headers_mut().set("Location", &location)?;
@@ -41,9 +51,12 @@ pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, Api
     let body = read_json_object(&mut req).await?;
     let (body_token, mut job) = parse_body(body)?;
     let credential = cx.caller(TokenHints { body: body_token.as_deref(), ..TokenHints::default() })?;
-    job.input = input_schema::validate(&config.model, &job.input)?;
-    let generated = generate(cx, config, &cx.replicate(&credential)?, job).await?;
-    respond::json(200, &generated.body(&config.model))
+    let choice = config.models.choose(job.model.as_deref(), credential.is_user(), None)?;
+    let schema = schema_for(cx, &choice.model, &credential).await;
+    job.input = schema.validate(&job.input)?;
+    let replicate = cx.replicate(&credential)?;
+    let generated = generate(cx, config, &choice, &schema, &replicate, job).await?;
+    respond::json(200, &generated.body(&choice.model.model()))
 }
 
 /// Reads a JSON object body: the right Content-Type, within the size limit.
@@ -71,12 +84,16 @@ async fn read_json_object(req: &mut Request) -> Result<Map<String, Value>, ApiEr
 async fn generate(
     cx: &RequestContext,
     config: &Config,
+    choice: &Choice,
+    schema: &ModelSchema,
     replicate: &Replicate,
     job: Job,
 ) -> Result<Generated, ApiError> {
-    let prediction = run(cx, config, replicate, &job).await?;
+    let prediction = run(cx, config, choice, schema, replicate, &job).await?;
     let seed = job.input.get("seed").cloned();
-    let ids = keep_outputs(cx, &config.model, &prediction, &Value::Object(job.input), Seen::New).await?;
+    let model = choice.model.model();
+    let requested = schema.output_format(&job.input).and_then(ImageKind::from_ext);
+    let ids = keep_outputs(cx, &model, requested, &prediction, &Value::Object(job.input), Seen::New).await?;
     if ids.is_empty() {
         return Err(ApiError::generation_failed("the prediction has no output"));
     }
@@ -91,13 +108,20 @@ async fn generate(
 }
 
 /// Creates the prediction and polls it to an end within the deadline.
-async fn run(cx: &RequestContext, config: &Config, replicate: &Replicate, job: &Job) -> Result<Prediction, ApiError> {
+async fn run(
+    cx: &RequestContext,
+    config: &Config,
+    choice: &Choice,
+    schema: &ModelSchema,
+    replicate: &Replicate,
+    job: &Job,
+) -> Result<Prediction, ApiError> {
     let deadline = now_ms().saturating_add(u64::from(config.deadline_seconds) * 1000);
-    let (path, body) = create_request(&config.model, config.model_version.as_deref(), job);
+    let (path, body) = create_request(&choice.model, job);
     let remaining_secs = deadline.saturating_sub(now_ms()) / 1000;
     let wait = u64::from(config.wait_seconds).min(remaining_secs.max(1));
     let mut prediction = replicate.create(&path, &body, wait, deadline).await?;
-    let expected = schema_or_default(&config.model).expected_outputs(&job.input);
+    let expected = schema.expected_outputs(&job.input);
     let mut attempt = 0;
     while !finished(&prediction, expected) {
         let left = deadline.saturating_sub(now_ms());

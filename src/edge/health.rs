@@ -7,8 +7,12 @@ use worker::Response;
 use super::{respond, RequestContext, IMAGES_BUCKET, METADATA_KV};
 use crate::error::ApiError;
 
-pub fn get(cx: &RequestContext) -> Result<Response, ApiError> {
+pub async fn get(cx: &RequestContext) -> Result<Response, ApiError> {
     let config = cx.config();
+    let lost = match cx.store() {
+        Ok(store) => store.lost_count().await.ok(),
+        Err(_) => None,
+    };
     let body = json!({
         "status": if config.is_ok() { "ok" } else { "misconfigured" },
         "service": "fluxgate",
@@ -17,10 +21,12 @@ pub fn get(cx: &RequestContext) -> Result<Response, ApiError> {
         "kv": cx.env.kv(METADATA_KV).is_ok(),
         "replicate_token": cx.secrets.replicate_token.is_some(),
         "auth_token": cx.secrets.auth_token.is_some(),
-        "model": config.as_ref().map(|c| c.model.as_str()).ok(),
+        "model": config.as_ref().map(|c| c.models.default_entry().model.to_string()).ok(),
         "config_error": cx.config_error().and_then(|e| e.details.as_deref()),
         // Without PUBLIC_BASE_URL, links are built from the request's Host.
         "links_from_request_host": cx.base_from_request,
+        // Images never stored before Replicate removed their output.
+        "lost_images": lost,
     });
     respond::json(200, &body)
 }

@@ -18,6 +18,7 @@ mod persist;
 mod proxy;
 mod replicate;
 mod respond;
+mod schemas;
 mod store;
 
 use worker::{event, Context, Env, Request, Response, Result};
@@ -48,7 +49,7 @@ async fn dispatch(req: Request, cx: &RequestContext) -> Response {
     let route = routes::resolve(req.method().as_ref(), &req.path());
     let answer = match route {
         Route::Replicate(rest) => return proxy::handle(req, cx, &rest).await,
-        Route::Health => health::get(cx),
+        Route::Health => health::get(cx).await,
         Route::NotFound => Err(ApiError::not_found()),
         Route::MethodNotAllowed { allowed } => Err(ApiError::method_not_allowed(allowed)),
         Route::Image(id) => image::get(&req, cx, &id).await,

@@ -20,8 +20,8 @@ use super::net::now_ms;
 use super::store::{Store, COPY_ATTEMPTS, COPY_BUDGET_MS, COPY_TIMEOUT_MS};
 use super::RequestContext;
 use crate::error::ApiError;
-use crate::input_schema::schema_or_default;
 use crate::metadata::{compact_input, records_for, ImageSource, NewImage, PredictionIndex, StoreStatus};
+use crate::output::ImageKind;
 use crate::prediction::Prediction;
 
 thread_local! {
@@ -42,10 +42,12 @@ pub enum Seen {
 /// Records and copies `prediction`'s outputs, and answers their image ids in
 /// output order. Before answering, the records and the prediction's index
 /// are written (concurrently); the copies into R2 follow in `wait_until`.
-/// `model` is named when the prediction does not say.
+/// `model` is named when the prediction does not say; `requested` is the
+/// image type the input asked for (it names ids before the bytes are seen).
 pub async fn keep_outputs(
     cx: &RequestContext,
     model: &str,
+    requested: Option<ImageKind>,
     prediction: &Prediction,
     input: &Value,
     seen: Seen,
@@ -53,7 +55,6 @@ pub async fn keep_outputs(
     let store = cx.store()?;
     let config = cx.config()?;
     let model = prediction.model.as_deref().unwrap_or(model);
-    let requested = input.as_object().and_then(|input| schema_or_default(model).output_kind(input));
     let images = records_for(prediction, model, input, requested, &config.extra_output_hosts, now_ms())?;
     let ids: Vec<String> = images.iter().map(|image| image.record.id.clone()).collect();
     if ids.is_empty() {

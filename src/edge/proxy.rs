@@ -10,6 +10,7 @@ use worker::{Headers, Method, Request, Response};
 use super::net::read_capped;
 use super::persist::{keep_outputs, Seen};
 use super::replicate::{CREATE_TIMEOUT_MS, READ_TIMEOUT_MS};
+use super::schemas::requested_kind;
 use super::RequestContext;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -132,7 +133,9 @@ async fn outputs_of(cx: &RequestContext, config: &Config, value: &Value) -> Opti
         return None;
     }
     let input = value.get("input").cloned().unwrap_or(index.input);
-    match keep_outputs(cx, &config.model, &prediction, &input, Seen::MaybeBefore).await {
+    let model = config.models.default_entry().model.model();
+    let requested = requested_kind(prediction.model.as_deref(), &input);
+    match keep_outputs(cx, &model, requested, &prediction, &input, Seen::MaybeBefore).await {
         Ok(ids) => Some(ids),
         Err(e) => {
             worker::console_warn!("keeping outputs of {}: {e}", prediction.id);

@@ -84,6 +84,12 @@ impl Store {
         result.map_err(|e| ApiError::internal().with_cause(format!("KV write {key}: {e}")))
     }
 
+    /// Writes `value` under `key`, expiring after `ttl_secs` (at least 60).
+    pub async fn put_text_for(&self, key: &str, value: String, ttl_secs: u64) -> Result<(), ApiError> {
+        let result = async { self.kv.put(key, value)?.expiration_ttl(ttl_secs.max(60)).execute().await }.await;
+        result.map_err(|e| ApiError::internal().with_cause(format!("KV write {key}: {e}")))
+    }
+
     /// Writes `record`; a new pending one is also indexed as a copy to do,
     /// a stored one leaves the index.
     pub async fn put_record(&self, record: &ImageRecord) -> Result<(), ApiError> {
