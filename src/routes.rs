@@ -3,6 +3,8 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
+    /// `GET /models`: what the service offers.
+    Models,
     GenerateGet,
     GeneratePost,
     /// `GET|HEAD /image/{id}`; the id is checked by the handler.
@@ -25,6 +27,7 @@ pub fn resolve(method: &str, path: &str) -> Route {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     match path {
         "/health" => only(method, "GET, HEAD", Route::Health),
+        "/models" => only(method, "GET, HEAD", Route::Models),
         "/generate" => match method {
             "GET" => Route::GenerateGet,
             "POST" => Route::GeneratePost,
@@ -55,6 +58,12 @@ mod tests {
         assert_eq!(resolve("HEAD", "/health"), Route::Health);
         assert_eq!(resolve("GET", "/health/"), Route::Health);
         assert_eq!(resolve("POST", "/health"), Route::MethodNotAllowed { allowed: "GET, HEAD" });
+    }
+
+    #[test]
+    fn models_for_get_and_head_only() {
+        assert_eq!(resolve("GET", "/models"), Route::Models);
+        assert_eq!(resolve("POST", "/models"), Route::MethodNotAllowed { allowed: "GET, HEAD" });
     }
 
     #[test]

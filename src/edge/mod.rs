@@ -13,6 +13,7 @@ mod cron;
 mod generate;
 mod health;
 mod image;
+mod models;
 mod net;
 mod persist;
 mod proxy;
@@ -50,6 +51,7 @@ async fn dispatch(req: Request, cx: &RequestContext) -> Response {
     let answer = match route {
         Route::Replicate(rest) => return proxy::handle(req, cx, &rest).await,
         Route::Health => health::get(cx).await,
+        Route::Models => models::list(cx).await,
         Route::NotFound => Err(ApiError::not_found()),
         Route::MethodNotAllowed { allowed } => Err(ApiError::method_not_allowed(allowed)),
         Route::Image(id) => image::get(&req, cx, &id).await,
