@@ -2,10 +2,16 @@
 // KV under .wrangler/). Talks to the real Replicate when REPLICATE_API_TOKEN is
 // set (environment or .dev.vars); otherwise starts the local Replicate emulator
 // and points the worker at it.
+//
+// Environment: PORT (default 8787), EMULATOR_PORT (default 8790), and the
+// secrets AUTH_TOKEN and REPLICATE_API_TOKEN, which win over .dev.vars.
+//
+// The worker is built by wrangler's [build] command (scripts/build.sh), which
+// `npm start` has already run: wrangler's run at start finds nothing changed
+// and returns at once, and wrangler reruns it when src/ changes.
 import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { startEmulator } from "../emulator/server.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 process.chdir(root);
@@ -31,16 +37,20 @@ export function parseDotenv(text) {
 const values = existsSync(".dev.vars") ? parseDotenv(readFileSync(".dev.vars", "utf8")) : {};
 for (const name of SECRETS) if (process.env[name]) values[name] = process.env[name];
 
-let emulator;
+// Loading the emulator takes seconds (its image encoder) and so does loading
+// wrangler: with a fixed emulator port both start at the same time.
+let emulatorReady = null;
 if (!values.REPLICATE_API_TOKEN) {
-  emulator = await startEmulator({ port: EMULATOR_PORT, acceptPrefix: "r8_", tokens: ["r8_local_emulator"] });
-  const host = new URL(emulator.url).host;
+  emulatorReady = import("../emulator/server.mjs").then(({ startEmulator }) =>
+    startEmulator({ port: EMULATOR_PORT, acceptPrefix: "r8_", tokens: ["r8_local_emulator"] }),
+  );
+  const emulatorUrl = EMULATOR_PORT ? `http://127.0.0.1:${EMULATOR_PORT}` : (await emulatorReady).url;
   Object.assign(values, {
     REPLICATE_API_TOKEN: "r8_local_emulator",
-    REPLICATE_API_BASE: emulator.url,
-    EXTRA_OUTPUT_HOSTS: host,
+    REPLICATE_API_BASE: emulatorUrl,
+    EXTRA_OUTPUT_HOSTS: new URL(emulatorUrl).host,
   });
-  console.log(`No REPLICATE_API_TOKEN configured: using the local Replicate emulator at ${emulator.url} (it accepts any r8_ token).`);
+  console.log(`No REPLICATE_API_TOKEN configured: using the local Replicate emulator at ${emulatorUrl} (it accepts any r8_ token).`);
 }
 if (!values.AUTH_TOKEN) {
   values.AUTH_TOKEN = LOCAL_AUTH_TOKEN;
@@ -61,9 +71,13 @@ const wrangler = spawn(
 
 const stop = async (code) => {
   wrangler.kill("SIGTERM");
-  await emulator?.close();
+  await (await emulatorReady?.catch(() => null))?.close();
   process.exit(code);
 };
 process.on("SIGINT", () => stop(130));
 process.on("SIGTERM", () => stop(143));
 wrangler.on("exit", (code) => stop(code ?? 1));
+emulatorReady?.catch((error) => {
+  console.error(`The local Replicate emulator did not start on port ${EMULATOR_PORT}: ${error.message}`);
+  stop(1);
+});
