@@ -213,7 +213,7 @@ describe("POST /generate", () => {
 
   test("a pinned version from configuration is sent with /v1/predictions", async () => {
     const version = "c846a69991daf4c0e5d016514849d14ee5b2e6846ce6b9d6f21369e564cfe51e";
-    const w = await workerWith({ REPLICATE_MODEL_VERSION: version });
+    const w = await workerWith({ MODELS: `schnell=black-forest-labs/flux-schnell:${version}` });
     const prompt = uniquePrompt("pinned");
     const res = await generate(w, { prompt });
     assert.equal(res.status, 200);
