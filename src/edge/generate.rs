@@ -125,15 +125,22 @@ async fn run(
     let mut attempt = 0;
     while !finished(&prediction, expected) {
         let left = deadline.saturating_sub(now_ms());
-        if left == 0 {
+        if left > 0 {
+            sleep_ms(poll_delay_ms(attempt).min(left)).await;
+            attempt += 1;
+            match replicate.get(&prediction.id, deadline).await {
+                Ok(read) => prediction = read,
+                // A read cut short by the deadline is the deadline passing.
+                Err(e) if e.status == 504 && now_ms() >= deadline => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if now_ms() >= deadline && !finished(&prediction, expected) {
             let id = prediction.id.clone();
             let cancel = replicate.clone();
             cx.wait_until(async move { cancel.cancel(&id).await });
             return Err(timed_out(&prediction.id));
         }
-        sleep_ms(poll_delay_ms(attempt).min(left)).await;
-        attempt += 1;
-        prediction = replicate.get(&prediction.id, deadline).await?;
     }
     usable(prediction)
 }

@@ -41,7 +41,8 @@ fn start() {
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let inner = Clone::clone(req.inner()); // the same JS object, not Request.clone()
     let cx = RequestContext::new(&req, env, ctx);
-    let response = dispatch(req, &cx).await;
+    let mut response = dispatch(req, &cx).await;
+    let _ = response.headers_mut().set("X-Request-Id", &cx.request_id);
     drain_unread_body(&inner).await;
     Ok(response)
 }
