@@ -236,7 +236,10 @@ mod tests {
 
     const B: &str = "----formdata-undici-0123456789";
 
-    fn body(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
+    /// One part to write: name, file name, content type, body.
+    type Spec<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+    fn body(parts: &[Spec]) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, filename, content_type, content) in parts {
             out.extend_from_slice(format!("--{B}\r\n").as_bytes());
@@ -341,7 +344,7 @@ mod tests {
 
     #[test]
     fn parts_and_headers_are_bounded() {
-        let many: Vec<(&str, Option<&str>, Option<&str>, &[u8])> = vec![("a", None, None, b"1"); MAX_PARTS + 1];
+        let many: Vec<Spec> = vec![("a", None, None, b"1"); MAX_PARTS + 1];
         assert!(parse(&body(&many), B).is_err());
         assert_eq!(parse(&body(&many[..MAX_PARTS]), B).unwrap().len(), MAX_PARTS);
         let long = format!(

@@ -535,7 +535,7 @@ mod tests {
             &format!("{}.png", "A".repeat(32)),
             &format!("{}.exe", "a".repeat(32)),
             &format!("{}.PNG", "a".repeat(32)),
-            &format!("{}", "a".repeat(32)),
+            &"a".repeat(32),
             &format!("{}.png", "g".repeat(32)),
             &format!("{}.png", "a".repeat(33)),
             "01jhmppcn8a1b2c3d4e5f6g7h8.png",

@@ -10,6 +10,7 @@
 
 mod context;
 mod cron;
+mod files;
 mod generate;
 mod health;
 mod image;
@@ -19,6 +20,7 @@ mod proxy;
 mod replicate;
 mod respond;
 mod store;
+mod uploads;
 
 use worker::{event, Context, Env, Request, Response, Result};
 
@@ -54,6 +56,8 @@ async fn dispatch(req: Request, cx: &RequestContext) -> Response {
         Route::Image(id) => image::get(&req, cx, &id).await,
         Route::GenerateGet => generate::get(req, cx).await,
         Route::GeneratePost => generate::post(req, cx).await,
+        Route::Upload(id) => uploads::serve(&req, cx, &id).await,
+        Route::UploadsPost => uploads::post(req, cx).await,
     };
     answer.unwrap_or_else(|e| {
         cx.log_error(&e);
