@@ -45,7 +45,7 @@ pub enum ImageInput {
 /// `data:` URI's decoded size.
 pub fn resolve(field: &str, value: &str, base_url: &str, max_data_uri_bytes: usize) -> Result<ImageInput, ApiError> {
     let invalid = |why: &str| ApiError::invalid_input(format!("{field} {why}"));
-    if value.len() >= 5 && value[..5].eq_ignore_ascii_case("data:") {
+    if value.get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:")) {
         return check_data_uri(value, max_data_uri_bytes).map(|()| ImageInput::Data(value.to_owned())).map_err(invalid);
     }
     if parse_image_id(value).is_some() {
@@ -192,6 +192,9 @@ mod tests {
             refused(bad);
         }
         refused(&format!("https://example.com/{}", "a".repeat(MAX_URL_CHARS)));
+        for multibyte in ["dataé:x", "ééé", "dat\u{1F600}"] {
+            refused(multibyte);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 // and the cron removing uploads past their retention.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { request } from "node:http";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,9 +14,33 @@ import { promisify } from "node:util";
 import Replicate from "replicate";
 import sharp from "sharp";
 import { REAL_ESRGAN_VERSION } from "../emulator/server.mjs";
-import { AUTH_TOKEN, USER_REPLICATE_TOKEN, worker, workerWith } from "./harness.mjs";
+import { AUTH_TOKEN, USER_REPLICATE_TOKEN, workerWith } from "./harness.mjs";
 
 const T = { timeout: 60_000 };
+
+/**
+ * The worker these tests run on: an instance of its own (the shipped
+ * settings), so that the removals made here never race other files' scans
+ * of the shared instance's KV and R2.
+ */
+function worker() {
+  return workerWith({ UPLOAD_RETENTION_HOURS: "24" });
+}
+
+/** The answer to a POST declaring `length` bytes, given before any byte of the body is sent. */
+function declaredPost(w, path, length, headers) {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, w.url), { method: "POST", headers: { ...headers, "content-length": String(length) } });
+    req.on("response", async (res) => {
+      const chunks = [];
+      for await (const chunk of res) chunks.push(chunk);
+      resolve({ status: res.statusCode, body: JSON.parse(Buffer.concat(chunks).toString()) });
+      req.destroy();
+    });
+    req.on("error", reject);
+    req.flushHeaders();
+  });
+}
 const SERVICE = { authorization: `Bearer ${AUTH_TOKEN}` };
 const UPLOAD_URL = /\/upload\/([0-9a-f]{32}\.(png|jpg|webp|gif))$/;
 
@@ -138,11 +163,15 @@ describe("POST /uploads", () => {
 
   test("an image over MAX_UPLOAD_BYTES is a 413, declared or not", T, async () => {
     const w = await worker();
-    const big = Buffer.alloc(11 * 1024 * 1024);
-    (await image("png")).copy(big);
-    const declared = await w.fetch("/uploads", { method: "POST", headers: { ...SERVICE, "content-type": "image/png" }, body: big });
-    assert.equal(declared.status, 413);
-    assert.match((await declared.json()).details, /10485760/);
+    const big = 11 * 1024 * 1024;
+    // Refused on the declared length alone: not a byte of the body is sent.
+    const raw = await declaredPost(w, "/uploads", big, { ...SERVICE, "content-type": "image/png" });
+    assert.equal(raw.status, 413);
+    assert.match(raw.body.details, /10485760/);
+    const form = { ...SERVICE, "content-type": "multipart/form-data; boundary=x" };
+    assert.equal((await declaredPost(w, "/uploads", big, form)).status, 413);
+    const files = await declaredPost(w, "/replicate/v1/files", big, form);
+    assert.deepEqual([files.status, files.body.status], [413, 413]);
 
     const small = await workerWith({ MAX_UPLOAD_BYTES: "4096" });
     const over = Buffer.alloc(5000);
@@ -252,9 +281,9 @@ describe("/replicate/v1/files with the official client", () => {
     assert.equal(json.status, 400);
     const unauth = await w.fetch("/replicate/v1/files");
     assert.equal(unauth.status, 401);
-    // Nothing of it reached Replicate.
+    // Nothing of it reached Replicate (other files' tests may call the emulator's /v1/files themselves).
     const upstream = await (await fetch(`${w.emulator.url}/_control/requests?path=/v1/files`)).json();
-    assert.equal(upstream.length, 0);
+    assert.equal(upstream.filter((r) => r.headers["user-agent"]?.startsWith("fluxgate/")).length, 0);
   });
 
   test("another caller cannot see, download or delete a file", T, async () => {
@@ -274,6 +303,24 @@ describe("/replicate/v1/files with the official client", () => {
     await assert.rejects(client(w, "r8_made_up_token_0123456789abcdef").files.list(), (e) => e.response?.status === 401);
   });
 
+  test("GET /files pages through the caller's files, newest first", T, async () => {
+    const w = await workerWith({ UPLOAD_RETENTION_HOURS: "2" });
+    const bytes = await image("png");
+    const ids = [];
+    for (let i = 0; i < 52; i += 1) ids.push((await uploaded(w, bytes)).id);
+    const first = await (await w.fetch("/replicate/v1/files", { headers: SERVICE })).json();
+    assert.equal(first.results.length, 50);
+    assert.equal(first.previous, null);
+    assert.match(first.next, new RegExp(`^${w.url.origin.replace(/[.]/g, "\\.")}/replicate/v1/files\\?cursor=`));
+    assert.deepEqual(first.results.slice(0, 3).map((f) => f.id), ids.slice(-3).reverse());
+    const second = await (await fetch(first.next, { headers: SERVICE })).json();
+    const seen = [...first.results, ...second.results].map((f) => f.id);
+    assert.equal(new Set(seen).size, seen.length, "no file twice");
+    for (const id of ids) assert.ok(seen.includes(id), id);
+    const expires = Date.parse(first.results[0].expires_at) - Date.parse(first.results[0].created_at);
+    assert.equal(expires, 2 * 3600e3, "UPLOAD_RETENTION_HOURS");
+  });
+
   test("run() with a Buffer: uploaded to /files, fetched by the model from the worker, upscaled", T, async () => {
     const w = await worker();
     const bytes = await image("png", 30, 20);
@@ -282,10 +329,10 @@ describe("/replicate/v1/files with the official client", () => {
     });
     assert.equal(typeof output, "string");
     const creates = (await (await fetch(`${w.emulator.url}/_control/requests?path=/v1/predictions`)).json()).filter(
-      (r) => r.method === "POST" && r.body?.version === REAL_ESRGAN_VERSION,
+      (r) => r.method === "POST" && r.body?.version === REAL_ESRGAN_VERSION && r.headers["user-agent"]?.startsWith("fluxgate/"),
     );
-    const sent = creates.at(-1).body.input.image;
-    assert.match(sent, new RegExp(`^${w.url.origin.replace(/[.]/g, "\\.")}/upload/[0-9a-f]{32}\\.png$`));
+    const sent = creates.map((r) => r.body.input.image).find((url) => url?.startsWith(`${w.url.origin}/upload/`));
+    assert.match(sent ?? "", new RegExp(`^${w.url.origin.replace(/[.]/g, "\\.")}/upload/[0-9a-f]{32}\\.png$`));
     const fetches = await (await fetch(`${w.emulator.url}/_control/fetches`)).json();
     const fetched = fetches.find((f) => f.url === sent);
     assert.ok(fetched, "the emulator fetched the upload from the worker");

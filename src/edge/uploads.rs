@@ -22,9 +22,9 @@ use crate::http_range::etag_matches;
 use crate::multipart::{self, Part};
 use crate::output::ImageKind;
 use crate::uploads::{
-    check_image, display_name, generate_parts, new_upload_id, owner_of, parse_upload_id, token_check_key, too_large,
-    upload_body, upload_part, upload_url, FormEntry, UploadBody, UploadMeta, UploadRecord, UploadSettings,
-    MAX_FORM_FILES, SERVICE_OWNER, TOKEN_CHECK_TTL_SECS,
+    body_too_large, check_image, display_name, generate_parts, new_upload_id, owner_of, parse_upload_id,
+    token_check_key, upload_body, upload_part, upload_url, FormEntry, UploadBody, UploadMeta, UploadRecord,
+    UploadSettings, MAX_FORM_FILES, SERVICE_OWNER, TOKEN_CHECK_TTL_SECS,
 };
 
 /// What a page may do with an upload: nothing (the same policy as images).
@@ -188,14 +188,14 @@ pub async fn verified_owner(cx: &RequestContext, credential: &Credential) -> Res
 pub async fn read_body(req: &mut Request, cap: u64) -> Result<Vec<u8>, ApiError> {
     let declared = req.headers().get("Content-Length")?.and_then(|v| crate::text::decimal(&v));
     if declared.is_some_and(|n| n > cap) {
-        return Err(too_large(cap));
+        return Err(body_too_large(cap));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
     if let Ok(mut stream) = req.stream() {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
             if (bytes.len() + chunk.len()) as u64 > cap {
-                return Err(too_large(cap));
+                return Err(body_too_large(cap));
             }
             bytes.extend_from_slice(&chunk);
         }
