@@ -27,12 +27,31 @@ pub enum ProxyRoute {
     Model,
     /// `GET models/{owner}/{name}/versions/{id}`
     Version,
+    /// `POST files`: answered here, from R2, not by Replicate.
+    CreateFile,
+    /// `GET files`: the caller's own files.
+    ListFiles,
+    /// `GET files/{id}`
+    GetFile(String),
+    /// `DELETE files/{id}`
+    DeleteFile(String),
+    /// `GET files/{id}/download`
+    DownloadFile(String),
 }
 
 impl ProxyRoute {
     /// Whether the request creates a prediction.
     pub fn creates_prediction(&self) -> bool {
         matches!(self, Self::CreateForModel | Self::Create | Self::CreateForDeployment)
+    }
+
+    /// Whether the route is one of the Files API's, served by this service
+    /// itself (uploads in R2) rather than passed to Replicate.
+    pub fn is_files(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateFile | Self::ListFiles | Self::GetFile(_) | Self::DeleteFile(_) | Self::DownloadFile(_)
+        )
     }
 
     /// Whether the answer holds one prediction object.
@@ -60,6 +79,11 @@ pub fn resolve(method: &str, rest: &str) -> Result<ProxyRoute, ApiError> {
         ["predictions", id, "cancel"] => (ProxyRoute::Cancel((*id).to_owned()), "POST"),
         ["models", _, _] => (ProxyRoute::Model, "GET"),
         ["models", _, _, "versions", _] => (ProxyRoute::Version, "GET"),
+        ["files"] if method == "POST" => (ProxyRoute::CreateFile, "POST"),
+        ["files"] => (ProxyRoute::ListFiles, "GET, POST"),
+        ["files", id] if method == "DELETE" => (ProxyRoute::DeleteFile((*id).to_owned()), "DELETE"),
+        ["files", id] => (ProxyRoute::GetFile((*id).to_owned()), "GET, DELETE"),
+        ["files", id, "download"] => (ProxyRoute::DownloadFile((*id).to_owned()), "GET"),
         _ => return Err(not_found()),
     };
     let method_ok = allowed.split(", ").any(|m| m == method) || (method == "HEAD" && allowed.contains("GET"));
@@ -208,7 +232,7 @@ mod tests {
             "/account",
             "/models/a",
             "/predictions/a/b",
-            "/files",
+            "/files/a/b",
             "/predictions/../account",
             "/predictions/a%2Fb",
         ] {
@@ -218,6 +242,29 @@ mod tests {
         assert_eq!(resolve("DELETE", "/predictions/abc").unwrap_err().status, 405);
         assert_eq!(resolve("GET", "/predictions/abc/cancel").unwrap_err().status, 405);
         assert_eq!(resolve("PUT", "/predictions").unwrap_err().status, 405);
+    }
+
+    #[test]
+    fn files_routes_are_served_here() {
+        let id = "0123456789abcdef0123456789abcdef.png";
+        let cases = [
+            ("POST", "/files".to_owned(), ProxyRoute::CreateFile),
+            ("GET", "/files".to_owned(), ProxyRoute::ListFiles),
+            ("GET", "/files/".to_owned(), ProxyRoute::ListFiles),
+            ("GET", format!("/files/{id}"), ProxyRoute::GetFile(id.into())),
+            ("DELETE", format!("/files/{id}"), ProxyRoute::DeleteFile(id.into())),
+            ("GET", format!("/files/{id}/download"), ProxyRoute::DownloadFile(id.into())),
+        ];
+        for (method, path, route) in cases {
+            assert!(route.is_files());
+            assert!(!route.creates_prediction() && !route.answers_prediction());
+            assert_eq!(resolve(method, &path), Ok(route), "{method} {path}");
+        }
+        assert_eq!(resolve("PUT", "/files").unwrap_err().status, 405);
+        assert_eq!(resolve("POST", "/files/abc").unwrap_err().status, 405);
+        assert_eq!(resolve("DELETE", "/files/abc/download").unwrap_err().status, 405);
+        assert_eq!(resolve("GET", "/files/../account").unwrap_err().status, 404);
+        assert!(!ProxyRoute::List.is_files());
     }
 
     #[test]

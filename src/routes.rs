@@ -9,6 +9,11 @@ pub enum Route {
     GeneratePost,
     /// `GET|HEAD /image/{id}`; the id is checked by the handler.
     Image(String),
+    /// `GET|HEAD /upload/{id}`: an uploaded image, public; the id is checked
+    /// by the handler.
+    Upload(String),
+    /// `POST /uploads`: stores an image sent in.
+    UploadsPost,
     /// Anything under `/replicate/v1`: the path after the prefix, routed
     /// further by `proxy::resolve`.
     Replicate(String),
@@ -33,8 +38,14 @@ pub fn resolve(method: &str, path: &str) -> Route {
             "POST" => Route::GeneratePost,
             _ => Route::MethodNotAllowed { allowed: "GET, POST" },
         },
-        _ => match path.strip_prefix("/image/") {
-            Some(id) if !id.is_empty() && !id.contains('/') => only(method, "GET, HEAD", Route::Image(id.to_owned())),
+        "/uploads" => only(method, "POST", Route::UploadsPost),
+        _ => match (path.strip_prefix("/image/"), path.strip_prefix("/upload/")) {
+            (Some(id), _) if !id.is_empty() && !id.contains('/') => {
+                only(method, "GET, HEAD", Route::Image(id.to_owned()))
+            }
+            (_, Some(id)) if !id.is_empty() && !id.contains('/') => {
+                only(method, "GET, HEAD", Route::Upload(id.to_owned()))
+            }
             _ => Route::NotFound,
         },
     }
@@ -80,6 +91,19 @@ mod tests {
         assert_eq!(resolve("PUT", "/image/abc.png"), Route::MethodNotAllowed { allowed: "GET, HEAD" });
         assert_eq!(resolve("GET", "/image/"), Route::NotFound);
         assert_eq!(resolve("GET", "/image/a/b.png"), Route::NotFound);
+    }
+
+    #[test]
+    fn uploads_are_posted_and_served_by_id() {
+        assert_eq!(resolve("POST", "/uploads"), Route::UploadsPost);
+        assert_eq!(resolve("POST", "/uploads/"), Route::UploadsPost);
+        assert_eq!(resolve("GET", "/uploads"), Route::MethodNotAllowed { allowed: "POST" });
+        assert_eq!(resolve("GET", "/upload/abc.png"), Route::Upload("abc.png".into()));
+        assert_eq!(resolve("HEAD", "/upload/abc.png"), Route::Upload("abc.png".into()));
+        assert_eq!(resolve("DELETE", "/upload/abc.png"), Route::MethodNotAllowed { allowed: "GET, HEAD" });
+        assert_eq!(resolve("GET", "/upload/"), Route::NotFound);
+        assert_eq!(resolve("GET", "/upload/a/b.png"), Route::NotFound);
+        assert_eq!(resolve("POST", "/upload"), Route::NotFound);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The scheduled trigger: copies that failed (or were cut off with their
 //! request) are retried while Replicate still keeps the output. It walks the
 //! index of copies still to do, so its cost follows the work left.
+//! It also removes uploads past their retention (`sweep_uploads`).
 
 use worker::{Env, ScheduleContext, ScheduledEvent};
 
@@ -8,6 +9,7 @@ use super::net::now_ms;
 use super::store::{source_still_valid, Store, COPY_TIMEOUT_MS};
 use crate::image_id::rfc3339_to_ms;
 use crate::metadata::{ImageRecord, StoreStatus};
+use crate::uploads::object_expired;
 
 /// A pending record younger than this may still be in its request's `wait_until`.
 const PENDING_GRACE_MS: u64 = 2 * 60 * 1000;
@@ -23,6 +25,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             return;
         }
     };
+    sweep_uploads(&store, &env).await;
     let mut cursor: Option<String> = None;
     let mut retried = 0;
     loop {
@@ -85,5 +88,74 @@ fn retryable(record: &ImageRecord) -> Retry {
         StoreStatus::Failed => Retry::Now,
         StoreStatus::Pending if age > PENDING_GRACE_MS => Retry::Now,
         StoreStatus::Pending => Retry::Later,
+    }
+}
+
+/// Uploads removed per run, at most; the rest wait for the next run.
+const MAX_UPLOAD_REMOVALS_PER_RUN: usize = 1000;
+
+/// Removes expired uploads: first those whose record says so (its summary,
+/// the key's KV metadata), with their index entries; then bytes whose
+/// record is gone (records expire by TTL): R2's `uploaded` time past the
+/// retention, or their own expiry past.
+async fn sweep_uploads(store: &Store, env: &Env) {
+    let retention_ms = match super::uploads::settings_of(env) {
+        Ok(settings) => settings.retention_ms(),
+        Err(e) => {
+            worker::console_error!("scheduled: uploads: {e}");
+            return;
+        }
+    };
+    let now = now_ms();
+    let mut removed = 0;
+    let mut cursor: Option<String> = None;
+    while removed < MAX_UPLOAD_REMOVALS_PER_RUN {
+        let (entries, next) = match store.upload_summaries(cursor.take()).await {
+            Ok(page) => page,
+            Err(e) => {
+                worker::console_warn!("scheduled: uploads: {e}");
+                break;
+            }
+        };
+        for (id, summary) in entries {
+            let summary = match summary {
+                Some(summary) => Some(summary),
+                None => store.upload_record(&id).await.ok().flatten().map(|r| r.summary()),
+            };
+            let Some(summary) = summary.filter(|s| now >= s.expires_at_ms) else { continue };
+            match store.delete_upload(&id, Some(summary.owner_index_key(&id))).await {
+                Ok(()) => removed += 1,
+                Err(e) => worker::console_warn!("scheduled: removing upload {id}: {e}"),
+            }
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    while removed < MAX_UPLOAD_REMOVALS_PER_RUN {
+        let (objects, next) = match store.upload_objects(cursor.take()).await {
+            Ok(page) => page,
+            Err(e) => {
+                worker::console_warn!("scheduled: uploads: {e}");
+                break;
+            }
+        };
+        for (id, uploaded_ms, expires_ms) in objects {
+            if !object_expired(uploaded_ms, expires_ms, now, retention_ms) {
+                continue;
+            }
+            match store.delete_upload(&id, None).await {
+                Ok(()) => removed += 1,
+                Err(e) => worker::console_warn!("scheduled: removing upload {id}: {e}"),
+            }
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    if removed > 0 {
+        worker::console_log!("scheduled: removed {removed} expired uploads");
     }
 }

@@ -10,6 +10,7 @@
 
 mod context;
 mod cron;
+mod files;
 mod generate;
 mod health;
 mod image;
@@ -21,6 +22,7 @@ mod replicate;
 mod respond;
 mod schemas;
 mod store;
+mod uploads;
 
 use worker::{event, Context, Env, Request, Response, Result};
 
@@ -58,6 +60,8 @@ async fn dispatch(req: Request, cx: &RequestContext) -> Response {
         Route::Image(id) => image::get(&req, cx, &id).await,
         Route::GenerateGet => generate::get(req, cx).await,
         Route::GeneratePost => generate::post(req, cx).await,
+        Route::Upload(id) => uploads::serve(&req, cx, &id).await,
+        Route::UploadsPost => uploads::post(req, cx).await,
     };
     answer.unwrap_or_else(|e| {
         cx.log_error(&e);

@@ -44,6 +44,9 @@ async fn forward(req: Request, cx: &RequestContext, rest: &str) -> Result<Respon
     let config = cx.config()?;
     let method = req.method();
     let route = proxy::resolve(method.as_ref(), rest)?;
+    if route.is_files() {
+        return super::files::handle(req, cx, &route, &cx.bearer_caller()?).await;
+    }
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let credential = cx.bearer_caller()?;
 

@@ -347,3 +347,173 @@ fn misconfigured(binding: &str) -> ApiError {
 fn r2_error(e: worker::Error) -> ApiError {
     ApiError::internal().with_cause(format!("R2: {e}"))
 }
+
+/// Uploads (see `crate::uploads`), kept apart from the images' storage.
+mod upload_storage {
+    use std::collections::HashMap;
+
+    use worker::{HttpMetadata, Include, Object};
+
+    use super::{r2_error, Store};
+    use crate::error::ApiError;
+    use crate::uploads::{
+        id_of_index_key, kv_key as upload_kv_key, owner_index_prefix, r2_key as upload_r2_key, UploadRecord,
+        UploadSummary, KV_PREFIX as UPLOAD_KV_PREFIX, R2_PREFIX as UPLOAD_R2_PREFIX,
+    };
+
+    /// Uploads (see `crate::uploads`): bytes in R2 under `uploads/<id>`, with
+    /// their expiry as custom metadata; the record in KV under `upload:<id>`,
+    /// with its summary as the key's metadata; an index entry per owner. Record
+    /// and index entry expire by TTL with the upload; the cron removes the bytes.
+    impl Store {
+        /// Stores an upload: the bytes, then its record and index entry. If the
+        /// record cannot be written the bytes are removed again.
+        pub async fn put_upload(&self, record: &UploadRecord, bytes: Vec<u8>, now_ms: u64) -> Result<(), ApiError> {
+            let key = upload_r2_key(&record.id);
+            let custom = HashMap::from([
+                (UPLOAD_EXPIRES_META.to_owned(), record.expires_at_ms().to_string()),
+                (UPLOAD_OWNER_META.to_owned(), record.owner.clone()),
+            ]);
+            let http = HttpMetadata { content_type: Some(record.content_type.clone()), ..Default::default() };
+            self.bucket
+                .put(&key, bytes)
+                .http_metadata(http)
+                .custom_metadata(custom)
+                .execute()
+                .await
+                .map_err(r2_error)?;
+            let value = serde_json::to_string(record).map_err(|e| ApiError::internal().with_cause(e))?;
+            let ttl = record.ttl_secs(now_ms);
+            let put = async {
+                self.kv
+                    .put(&upload_kv_key(&record.id), value)?
+                    .metadata(record.summary())?
+                    .expiration_ttl(ttl)
+                    .execute()
+                    .await
+            };
+            let index = async { self.kv.put(&record.owner_index_key(), "")?.expiration_ttl(ttl).execute().await };
+            let (put, index) = futures_util::join!(put, index);
+            if let Err(e) = put.and(index) {
+                let _ = self.bucket.delete(&key).await;
+                return Err(ApiError::internal().with_cause(format!("KV write upload {}: {e}", record.id)));
+            }
+            Ok(())
+        }
+
+        pub async fn upload_record(&self, id: &str) -> Result<Option<UploadRecord>, ApiError> {
+            let read = self.kv.get(&upload_kv_key(id)).json::<UploadRecord>().await;
+            read.map_err(|e| ApiError::internal().with_cause(format!("KV read upload {id}: {e}")))
+        }
+
+        /// An upload's bytes (`with_body`) or only their metadata, and when the
+        /// upload expires (from its custom metadata; `None` if unreadable).
+        pub async fn upload_object(
+            &self,
+            id: &str,
+            with_body: bool,
+        ) -> Result<Option<(Object, Option<u64>)>, ApiError> {
+            let key = upload_r2_key(id);
+            let object = if with_body {
+                self.bucket.get(&key).execute().await.map_err(r2_error)?
+            } else {
+                self.bucket.head(&key).await.map_err(r2_error)?
+            };
+            Ok(object.map(|o| {
+                let expires = o.custom_metadata().ok().and_then(|m| crate::text::decimal(m.get(UPLOAD_EXPIRES_META)?));
+                (o, expires)
+            }))
+        }
+
+        /// Removes an upload: its bytes, its record and, when known, its index entry.
+        pub async fn delete_upload(&self, id: &str, index_key: Option<String>) -> Result<(), ApiError> {
+            self.bucket.delete(upload_r2_key(id)).await.map_err(r2_error)?;
+            let record_key = upload_kv_key(id);
+            let record = self.kv.delete(&record_key);
+            let index = async {
+                match &index_key {
+                    Some(key) => self.kv.delete(key).await,
+                    None => Ok(()),
+                }
+            };
+            let (record, index) = futures_util::join!(record, index);
+            record.and(index).map_err(|e| ApiError::internal().with_cause(format!("KV delete upload {id}: {e}")))
+        }
+
+        /// One page of an owner's upload ids, newest first, and the cursor of the next.
+        pub async fn upload_ids_of(
+            &self,
+            owner: &str,
+            cursor: Option<String>,
+            limit: usize,
+        ) -> Result<(Vec<String>, Option<String>), ApiError> {
+            let (keys, next) = self.kv_page(&owner_index_prefix(owner), cursor, limit).await?;
+            Ok((keys.iter().filter_map(|k| id_of_index_key(&k.name).map(str::to_owned)).collect(), next))
+        }
+
+        /// One page of upload records' ids with their summaries (`None` for a
+        /// record written without one), and the cursor of the next.
+        pub async fn upload_summaries(
+            &self,
+            cursor: Option<String>,
+        ) -> Result<(Vec<(String, Option<UploadSummary>)>, Option<String>), ApiError> {
+            let (keys, next) = self.kv_page(UPLOAD_KV_PREFIX, cursor, 1000).await?;
+            let entries = keys
+                .into_iter()
+                .map(|k| {
+                    let summary = k.metadata.and_then(|m| serde_json::from_value::<UploadSummary>(m).ok());
+                    (k.name.trim_start_matches(UPLOAD_KV_PREFIX).to_owned(), summary)
+                })
+                .collect();
+            Ok((entries, next))
+        }
+
+        /// One page of stored upload bytes: id, when stored (ms), when they
+        /// expire (if their metadata says), and the cursor of the next page.
+        pub async fn upload_objects(
+            &self,
+            cursor: Option<String>,
+        ) -> Result<(Vec<(String, u64, Option<u64>)>, Option<String>), ApiError> {
+            let mut list = self.bucket.list().prefix(UPLOAD_R2_PREFIX).include(vec![Include::CustomMetadata]);
+            if let Some(c) = cursor {
+                list = list.cursor(c);
+            }
+            let page = list.execute().await.map_err(r2_error)?;
+            let objects = page
+                .objects()
+                .iter()
+                .map(|o| {
+                    let expires =
+                        o.custom_metadata().ok().and_then(|m| crate::text::decimal(m.get(UPLOAD_EXPIRES_META)?));
+                    (o.key().trim_start_matches(UPLOAD_R2_PREFIX).to_owned(), o.uploaded().as_millis(), expires)
+                })
+                .collect();
+            Ok((objects, page.cursor().filter(|_| page.truncated())))
+        }
+
+        /// Writes `value` under `key` for `ttl_secs` (at least 60, KV's minimum).
+        pub async fn put_text_for(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), ApiError> {
+            let result = async { self.kv.put(key, value)?.expiration_ttl(ttl_secs.max(60)).execute().await }.await;
+            result.map_err(|e| ApiError::internal().with_cause(format!("KV write {key}: {e}")))
+        }
+
+        async fn kv_page(
+            &self,
+            prefix: &str,
+            cursor: Option<String>,
+            limit: usize,
+        ) -> Result<(Vec<worker::kv::Key>, Option<String>), ApiError> {
+            let mut list = self.kv.list().prefix(prefix.to_owned()).limit(limit as u64);
+            if let Some(c) = cursor {
+                list = list.cursor(c);
+            }
+            let page = list.execute().await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
+            let next = page.cursor.filter(|c| !page.list_complete && !c.is_empty());
+            Ok((page.keys, next))
+        }
+    }
+
+    /// Custom metadata of upload bytes in R2.
+    const UPLOAD_EXPIRES_META: &str = "expires_at_ms";
+    const UPLOAD_OWNER_META: &str = "owner";
+}
