@@ -16,7 +16,6 @@ pub mod http_range;
 pub mod http_url;
 pub mod image_id;
 pub mod image_inputs;
-pub mod input_schema;
 pub mod metadata;
 pub mod model_schema;
 pub mod models;

@@ -2,7 +2,7 @@
 // python blocks whose code uses http://127.0.0.1:8787), run as written against the
 // test worker. Only the origin, the tokens and the webhook receiver are
 // replaced: the README's local service token and placeholder Replicate token
-// become the harness's, and the webhook goes to a closed loopback port instead
+// become the harness's, and the webhook goes to a host that never resolves instead
 // of example.com. Shell blocks run in bash with -e and pipefail in a scratch
 // directory; Python blocks run when `python3` (or $PYTHON) has the packages.
 import assert from "node:assert/strict";
@@ -60,7 +60,7 @@ function localize(code, origin) {
     .replaceAll(LOCAL_ORIGIN, origin)
     .replaceAll(LOCAL_AUTH_TOKEN, AUTH_TOKEN)
     .replaceAll(PLACEHOLDER_REPLICATE_TOKEN, USER_REPLICATE_TOKEN)
-    .replaceAll("https://example.com/callback", "https://127.0.0.1:9/callback");
+    .replaceAll("https://example.com/callback", "https://hooks.example.invalid/callback");
 }
 
 /** Runs a program; resolves to { code, stdout, stderr } whatever the exit status. */

@@ -12,6 +12,7 @@ use super::net::{now_ms, sleep_ms};
 use super::persist::{keep_outputs, Seen};
 use super::replicate::Replicate;
 use super::schemas::schema_for;
+use super::uploads::read_generate_form;
 use super::{respond, RequestContext};
 use crate::backoff::poll_delay_ms;
 use crate::config::Config;
@@ -20,11 +21,15 @@ use crate::generation::{
     body_too_large, check_json_content_type, create_request, finished, parse_body, parse_json_object, usable,
     Generated, Job, MAX_BODY_BYTES,
 };
+use crate::image_inputs::{self, ImageInput};
 use crate::model_schema::ModelSchema;
+use crate::multipart::is_form_data;
 use crate::models::Choice;
 use crate::output::ImageKind;
 use crate::prediction::{timed_out, Prediction};
 
+/// The largest `data:` image input accepted, decoded.
+pub const MAX_DATA_URI_BYTES: usize = 10 * 1024 * 1024;
 /// Query parameters that are not model input.
 const NOT_INPUT: [&str; 2] = ["replicate_token", "model"];
 
@@ -36,7 +41,8 @@ pub async fn get(req: Request, cx: &RequestContext) -> Result<Response, ApiError
     let credential = cx.caller(TokenHints { query: query("replicate_token"), ..TokenHints::default() })?;
     let choice = config.models.choose(query("model"), credential.is_user(), None)?;
     let schema = schema_for(cx, &choice.model, &credential).await;
-    let input = schema.input_from_query(&pairs, &NOT_INPUT)?;
+    let mut input = schema.input_from_query(&pairs, &NOT_INPUT)?;
+    resolve_image_inputs(cx, &schema, &mut input).await?;
     let replicate = cx.replicate(&credential)?;
     let generated = generate(cx, config, &choice, &schema, &replicate, Job::from_input(input)).await?;
     let body = generated.body(&choice.model.model());
@@ -48,15 +54,59 @@ pub async fn get(req: Request, cx: &RequestContext) -> Result<Response, ApiError
 
 pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, ApiError> {
     let config = cx.config()?;
+    let content_type = req.headers().get("Content-Type")?.unwrap_or_default();
+    if is_form_data(&content_type) {
+        return post_form(req, cx, config).await;
+    }
     let body = read_json_object(&mut req).await?;
     let (body_token, mut job) = parse_body(body)?;
     let credential = cx.caller(TokenHints { body: body_token.as_deref(), ..TokenHints::default() })?;
     let choice = config.models.choose(job.model.as_deref(), credential.is_user(), None)?;
     let schema = schema_for(cx, &choice.model, &credential).await;
+    resolve_image_inputs(cx, &schema, &mut job.input).await?;
     job.input = schema.validate(&job.input)?;
     let replicate = cx.replicate(&credential)?;
     let generated = generate(cx, config, &choice, &schema, &replicate, job).await?;
     respond::json(200, &generated.body(&choice.model.model()))
+}
+
+/// `POST /generate` as `multipart/form-data`: text fields are model inputs
+/// (typed by the schema, as a GET's query is), files are stored as uploads
+/// and passed by their URL.
+async fn post_form(mut req: Request, cx: &RequestContext, config: &Config) -> Result<Response, ApiError> {
+    let form = read_generate_form(&mut req, cx).await?;
+    let credential = cx.caller(TokenHints { body: form.replicate_token.as_deref(), ..TokenHints::default() })?;
+    let choice = config.models.choose(form.model.as_deref(), credential.is_user(), None)?;
+    let schema = schema_for(cx, &choice.model, &credential).await;
+    let mut input = schema.input_from_query(&form.fields, &NOT_INPUT)?;
+    resolve_image_inputs(cx, &schema, &mut input).await?;
+    let input = schema.validate(&input)?;
+    let replicate = cx.replicate(&credential)?;
+    let generated = generate(cx, config, &choice, &schema, &replicate, Job::from_input(input)).await?;
+    respond::json(200, &generated.body(&choice.model.model()))
+}
+
+/// Image inputs (every field whose schema says `format: uri`): an https URL
+/// goes to Replicate as given, a `data:` image within `MAX_DATA_URI_BYTES`
+/// too; the id or URL of an image this service stored, or of an upload,
+/// becomes its public URL here (an image not stored is a 400).
+async fn resolve_image_inputs(
+    cx: &RequestContext,
+    schema: &ModelSchema,
+    input: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    let fields: Vec<String> = schema.image_fields().map(|f| f.name.clone()).collect();
+    for field in fields {
+        let Some(Value::String(value)) = input.get(&field) else { continue };
+        let resolved = image_inputs::resolve(&field, value, &cx.base_url, MAX_DATA_URI_BYTES)?;
+        if let ImageInput::Stored(id) = &resolved {
+            if cx.store()?.head(id).await?.is_none() {
+                return Err(ApiError::invalid_input(format!("{field}: image {id} is not stored here")));
+            }
+        }
+        input.insert(field, Value::String(image_inputs::public_url(&resolved, &cx.base_url)));
+    }
+    Ok(())
 }
 
 /// Reads a JSON object body: the right Content-Type, within the size limit.

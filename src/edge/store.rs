@@ -85,7 +85,8 @@ impl Store {
     }
 
     /// Writes `value` under `key`, expiring after `ttl_secs` (at least 60).
-    pub async fn put_text_for(&self, key: &str, value: String, ttl_secs: u64) -> Result<(), ApiError> {
+    pub async fn put_text_for(&self, key: &str, value: impl Into<String>, ttl_secs: u64) -> Result<(), ApiError> {
+        let value: String = value.into();
         let result = async { self.kv.put(key, value)?.expiration_ttl(ttl_secs.max(60)).execute().await }.await;
         result.map_err(|e| ApiError::internal().with_cause(format!("KV write {key}: {e}")))
     }
@@ -489,12 +490,6 @@ mod upload_storage {
                 })
                 .collect();
             Ok((objects, page.cursor().filter(|_| page.truncated())))
-        }
-
-        /// Writes `value` under `key` for `ttl_secs` (at least 60, KV's minimum).
-        pub async fn put_text_for(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), ApiError> {
-            let result = async { self.kv.put(key, value)?.expiration_ttl(ttl_secs.max(60)).execute().await }.await;
-            result.map_err(|e| ApiError::internal().with_cause(format!("KV write {key}: {e}")))
         }
 
         async fn kv_page(
