@@ -156,6 +156,32 @@ describe("images in", () => {
   });
 });
 
+describe("multipart", () => {
+  test("img2img with a file uploaded by multipart: the emulator fetched the upload, the output derives from it", T, async () => {
+    const w = await worker();
+    const png = Buffer.from((await pngDataUri(128, 128)).split(",")[1], "base64");
+    const form = new FormData();
+    const prompt = uniquePrompt("img2img multipart");
+    form.set("model", "dev");
+    form.set("prompt", prompt);
+    form.set("prompt_strength", "0.3");
+    form.set("num_inference_steps", "4");
+    form.set("image", new Blob([png], { type: "image/png" }), "start.png");
+    const res = await w.fetch("/generate", { method: "POST", headers: { authorization: `Bearer ${AUTH_TOKEN}` }, body: form });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    const [create] = await createsFor(prompt);
+    assert.match(create.body.input.image, /\/upload\/[0-9a-f]{32}\.png$/);
+    assert.equal(create.body.input.prompt_strength, 0.3, "typed by the schema");
+    const fetches = await (await fetch(`${w.emulator.url}/_control/fetches?prediction=${body.predictionId}`)).json();
+    assert.ok(fetches.some((f) => f.url === create.body.input.image && f.status === 200), JSON.stringify(fetches));
+    await stored(w, body.id);
+    // The left half of the input is red: with a low prompt strength the output keeps it.
+    const out = await sharp(Buffer.from(await (await fetch(body.imageUrl)).arrayBuffer())).resize(2, 1, { fit: "fill" }).raw().toBuffer();
+    assert.ok(out[0] > out[2], `left half stays reddish: ${[...out]}`);
+  });
+});
+
 describe("each model through /replicate/v1", () => {
   test("every model runs through the Replicate-compatible API with outputs kept", T, async () => {
     const w = await worker();
