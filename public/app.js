@@ -131,7 +131,7 @@
   function showError(box, err) {
     box.replaceChildren();
     const title = el("p", { class: "error-title" }, err.error || err.message || "Something went wrong");
-    if (err.status) title.append(el("span", { class: "error-status", text: String(err.status) }));
+    if (err.status) title.append(el("span", { class: "error-status", text: `HTTP ${err.status}` }));
     box.append(title);
     const details = describe(err.details);
     if (details) box.append(el("p", { class: "error-details", text: details }));
@@ -301,7 +301,7 @@
 
   function helpFor(input, id) {
     const bits = [];
-    if (input.description) bits.push(input.description);
+    if (input.description) bits.push(/[.!?]$/.test(input.description.trim()) ? input.description.trim() : `${input.description.trim()}.`);
     if (input.default !== undefined && input.default !== null && input.type !== "boolean") bits.push(`Default: ${describe(input.default)}.`);
     return bits.length ? el("p", { class: "help", id: `${id}-help`, text: bits.join(" ") }) : null;
   }
@@ -439,14 +439,24 @@
     meta.hidden = meta.children.length === 0;
   }
 
+  /** The aspect ratio the form asks for ("16:9" becomes "16 / 9"), or square. */
+  function aspectRatio() {
+    const select = $("in-aspect_ratio");
+    const text = select && select.selectedOptions[0] ? select.selectedOptions[0].textContent : "";
+    const m = /^(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)$/.exec(text);
+    return m ? `${m[1]} / ${m[2]}` : "1 / 1";
+  }
+
   /** One tile per image, waiting until its bytes are there. */
   function tiles(images) {
     const out = $("output");
     out.replaceChildren();
     out.classList.toggle("multi", images.length > 1);
+    const ratio = aspectRatio();
     return images.map((image, i) => {
       const figure = el("figure", { class: "shot", "data-image-id": image.id },
         el("div", { class: "waiting" }, el("span", { class: "spinner", "aria-hidden": "true" }), images.length > 1 ? `Image ${i + 1}…` : "Waiting for the image…"));
+      figure.style.aspectRatio = ratio;
       out.append(figure);
       return figure;
     });
@@ -485,6 +495,7 @@
       objectUrls.push(src);
       const img = el("img", { src, alt: prompt, "data-image-url": image.imageUrl });
       await new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; });
+      figures[i].style.aspectRatio = "";
       figures[i].replaceChildren(img, el("figcaption", {}, el("a", { href: image.imageUrl, target: "_blank", rel: "noopener", text: "Open image" })));
     }));
   }
@@ -620,7 +631,7 @@
 
   let galleryCursor = null;
   let galleryLoading = null;
-  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const dateFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", year: "numeric", hour: "numeric", minute: "2-digit" });
 
   function formatDate(value) {
     const date = new Date(typeof value === "number" ? value : String(value));
@@ -634,17 +645,30 @@
     return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
   }
 
+  /** Shows `url` in `img`; an image still being stored (503) is fetched again after Retry-After. */
+  function showStored(img, url, holder) {
+    img.addEventListener("error", async () => {
+      const note = el("span", { class: "pending", text: "Storing…" });
+      img.replaceWith(note);
+      try {
+        const blob = await fetchImage(url, new AbortController().signal, () => {});
+        const src = URL.createObjectURL(blob);
+        img.src = src;
+        note.replaceWith(img);
+      } catch (err) {
+        note.textContent = err.status === 410 ? "Image lost" : "Not available";
+      }
+    }, { once: true });
+    img.src = url;
+    holder.append(img);
+  }
+
   function card(image) {
     const prompt = image.prompt || "(no prompt)";
-    const media = el("a", { class: "card-img", href: image.url, target: "_blank", rel: "noopener", "aria-label": `Open image: ${prompt}` });
-    if (image.status === "lost") {
-      media.append(el("span", { class: "pending", text: "Image lost" }));
-    } else {
-      const img = el("img", { src: image.url, alt: prompt, loading: "lazy", decoding: "async" });
-      img.addEventListener("error", () => img.replaceWith(el("span", { class: "pending", text: "Not available yet" })), { once: true });
-      media.append(img);
-    }
-    const shortModel = image.model ? String(image.model).split(":")[0] : "";
+    const media = el("a", { class: "card-img", href: image.url, target: "_blank", rel: "noopener", tabindex: "-1", "aria-hidden": "true" });
+    if (image.status === "lost") media.append(el("span", { class: "pending", text: "Image lost" }));
+    else showStored(el("img", { alt: prompt, decoding: "async" }), image.url, media);
+    const shortModel = image.model ? String(image.model).split(":")[0].split("/").pop() : "";
     const when = formatDate(image.created_at);
     const datetime = typeof image.created_at === "number" ? new Date(image.created_at).toISOString() : image.created_at;
     const del = el("button", { type: "button", class: "btn btn-quiet btn-small", "aria-label": `Delete image: ${prompt}`, text: "Delete" });
@@ -652,9 +676,10 @@
       media,
       el("div", { class: "card-body" },
         el("p", { class: "card-prompt", title: prompt, text: prompt }),
-        el("p", { class: "card-meta", text: [shortModel, formatSize(image.size)].filter(Boolean).join(" · ") }),
+        el("p", { class: "card-meta", title: image.model || "" }, [shortModel, formatSize(image.size)].filter(Boolean).join(" · ")),
+        when ? el("p", { class: "card-meta" }, el("time", { datetime, text: when })) : null,
         el("div", { class: "card-actions" },
-          when ? el("time", { class: "card-meta", datetime, text: when }) : el("span"),
+          el("a", { href: image.url, target: "_blank", rel: "noopener", "aria-label": `Open image: ${prompt}`, text: "Open" }),
           del)));
     del.addEventListener("click", () => confirmDelete(image, item));
     return item;

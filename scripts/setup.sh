@@ -36,9 +36,10 @@ fi
 # cannot download a browser of its own here). CHROMIUM_PATH may point at another.
 if [ -z "${CHROMIUM_PATH:-}" ] && [ ! -x /usr/bin/chromium ]; then
   if have apt-get; then
-    say "installing Debian's chromium (for the browser tests)"
+    say "installing Debian's chromium and an emoji font (for the browser tests)"
     as_root apt-get update -qq >&2 || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >&2 || die "apt-get install chromium failed"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium fonts-noto-color-emoji >&2 \
+      || die "apt-get install chromium fonts-noto-color-emoji failed"
   else
     say "no /usr/bin/chromium and no apt-get: the browser tests will fail (install Chromium or set CHROMIUM_PATH)"
   fi

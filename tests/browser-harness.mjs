@@ -88,7 +88,7 @@ export async function startSite({ bindings = {}, emulator: emulatorOptions = {} 
   });
   let url;
   try {
-    url = await mf.ready;
+    url = (await mf.ready).href;
   } catch (e) {
     await emulator.close();
     throw e;
@@ -130,6 +130,8 @@ export async function launchBrowser() {
 export async function screenshot(page, name) {
   mkdirSync(ARTIFACTS, { recursive: true });
   const path = join(ARTIFACTS, `${name}.png`);
+  // From the top, so that sticky panels sit where a reader first sees them.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path, fullPage: true });
   return path;
 }

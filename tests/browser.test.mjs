@@ -77,8 +77,13 @@ describe("playground", () => {
     const res = await site.fetch("/");
     assert.equal(res.status, 200);
     assert.match(res.headers.get("content-type"), /^text\/html/);
+    assert.match(res.headers.get("content-security-policy") ?? "", /default-src 'self'/, "public/_headers applies");
+    assert.equal(res.headers.get("x-content-type-options"), "nosniff");
     const html = await res.text();
     assert.match(html, /<title>fluxgate playground<\/title>/);
+    const rules = await site.fetch("/_headers");
+    assert.equal(rules.status, 404, "the _headers file itself is not served");
+    await rules.body?.cancel();
     assert.doesNotMatch(html, /https?:\/\/(?!www\.w3\.org)/, "no external resources");
     for (const [path, type] of [["/app.css", /^text\/css/], ["/app.js", /javascript/]]) {
       const asset = await site.fetch(path);
@@ -102,7 +107,7 @@ describe("playground", () => {
   test("the model picker is filled from GET /models and shows the model's inputs as labelled controls", T, async () => {
     const { page, errors } = await open();
     const options = await page.locator("#model option").evaluateAll((os) => os.map((o) => o.value));
-    assert.ok(options.includes("schnell"), `models offered: ${options.join(", ")}`);
+    assert.ok(options.includes("schnell"), `no schnell in the model picker; the page says: ${await page.locator("#model-help").innerText()}`);
     assert.equal(await page.inputValue("#model"), "schnell");
     await page.click("#options summary");
     const steps = page.locator("#in-num_outputs");
@@ -238,6 +243,9 @@ describe("playground", () => {
     const { page, errors } = await open();
     await setKey(page, AUTH_TOKEN);
     await page.fill("#prompt", uniquePrompt("too many"));
+    if ((await page.locator("#in-num_outputs").count()) === 0) {
+      assert.fail(`no num_outputs control; the page says: ${await page.locator("#model-help").innerText()}`);
+    }
     await page.click("#options summary");
     await page.fill("#in-num_outputs", "9");
     await page.click("#generate");
@@ -319,7 +327,7 @@ describe("playground with an image model", () => {
     await page.goto(site.url);
     await page.waitForFunction(() => document.getElementById("model-help").textContent !== "Loading models…");
     const options = await page.locator("#model option").evaluateAll((os) => os.map((o) => o.value));
-    assert.ok(options.includes("kontext"), `models offered: ${options.join(", ")}`);
+    assert.ok(options.includes("kontext"), `no kontext in the model picker; the page says: ${await page.locator("#model-help").innerText()}`);
     await page.locator("#access summary").click().catch(() => {});
     await page.fill("#credential", AUTH_TOKEN);
     await page.selectOption("#model", "kontext");
