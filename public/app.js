@@ -414,6 +414,16 @@
     status.append(text);
   }
 
+  /** Brings the result panel into view when it is below the fold (narrow screens). */
+  function revealResult() {
+    const panel = document.querySelector(".result");
+    const top = panel.getBoundingClientRect().top;
+    if (top > window.innerHeight - 96 || top < 0) {
+      const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      panel.scrollIntoView({ block: "start", behavior: smooth ? "smooth" : "auto" });
+    }
+  }
+
   function setBusy(busy) {
     $("generate").disabled = busy;
     $("generate").textContent = busy ? "Generating…" : "Generate";
@@ -558,6 +568,7 @@
     const { values, files, problems } = collectInputs(model);
     if (problems.length) {
       showError(errorBox, localError("Check the inputs", problems.join("\n")));
+      revealResult();
       return;
     }
     const controller = new AbortController();
@@ -567,6 +578,7 @@
     resetOutput();
     $("placeholder")?.remove();
     setStep("starting");
+    revealResult();
     try {
       for (const f of files) {
         const urls = [];

@@ -126,13 +126,16 @@ export async function launchBrowser() {
   };
 }
 
-/** Saves a full-page screenshot as tests/artifacts/NAME.png and returns its path. */
-export async function screenshot(page, name) {
+/**
+ * Saves a screenshot as tests/artifacts/NAME.png and returns its path: the
+ * whole page from the top, or with `{ fullPage: false }` what the viewport shows.
+ */
+export async function screenshot(page, name, { fullPage = true } = {}) {
   mkdirSync(ARTIFACTS, { recursive: true });
   const path = join(ARTIFACTS, `${name}.png`);
   // From the top, so that sticky panels sit where a reader first sees them.
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path, fullPage: true });
+  if (fullPage) await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path, fullPage });
   return path;
 }
 

@@ -3,11 +3,20 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
-import { AUTH_TOKEN, collectPageErrors, launchBrowser, screenshot, startSite } from "./browser-harness.mjs";
+import { AUTH_TOKEN, USER_REPLICATE_TOKEN, collectPageErrors, launchBrowser, screenshot, startSite } from "./browser-harness.mjs";
 import { uniquePrompt } from "./harness.mjs";
 
-const T = { timeout: 90_000 };
+const T = { timeout: 180_000 };
 const PHONE = { width: 375, height: 812 };
+
+/** Types a credential into the Access box, as a person would. */
+async function setKey(page, value, kind = "key") {
+  const access = page.locator("#access");
+  if (!(await access.evaluate((d) => d.open))) await access.locator("summary").click();
+  await page.check(`input[name="credential-kind"][value="${kind}"]`);
+  await page.fill("#credential", value);
+  await page.press("#credential", "Tab");
+}
 
 describe("playground", () => {
   let site;
@@ -32,14 +41,6 @@ describe("playground", () => {
     await page.goto(site.url);
     await page.waitForFunction(() => document.getElementById("model-help").textContent !== "Loading models…");
     return { page, errors };
-  }
-
-  async function setKey(page, value, kind = "key") {
-    const access = page.locator("#access");
-    if (!(await access.evaluate((d) => d.open))) await access.locator("summary").click();
-    await page.check(`input[name="credential-kind"][value="${kind}"]`);
-    await page.fill("#credential", value);
-    await page.press("#credential", "Tab");
   }
 
   async function waitForImage(page) {
@@ -183,7 +184,7 @@ describe("playground", () => {
     await page.context().close();
   });
 
-  test("(b) the new image is first in the gallery, and is deleted after a confirmation", T, async () => {
+  test("(b) the new image is in the gallery, newest first, and is deleted after a confirmation", T, async () => {
     assert.ok(generated, "test (a) generated an image");
     const { page, errors } = await open();
     await setKey(page, AUTH_TOKEN);
@@ -192,7 +193,9 @@ describe("playground", () => {
       const shown = await page.locator("#gallery-error").innerText().catch(() => "");
       assert.fail(`the image is not in the gallery${shown ? `; the page says: ${shown}` : ""}`);
     });
-    assert.equal(await page.locator("#gallery li").first().getAttribute("data-id"), generated.id, "newest first");
+    const times = await page.locator("#gallery li time").evaluateAll((ts) => ts.map((t) => Date.parse(t.getAttribute("datetime"))));
+    assert.ok(times.length > 0 && times.every((t) => Number.isFinite(t)), "each card says when");
+    assert.deepEqual(times, [...times].sort((a, b) => b - a), "newest first");
     assert.equal(await card.locator(".card-prompt").innerText(), generated.prompt);
     await page.waitForFunction((id) => {
       const img = document.querySelector(`#gallery li[data-id="${id}"] img`);
@@ -203,7 +206,7 @@ describe("playground", () => {
     await card.getByRole("button", { name: /^Delete image/ }).click();
     const dialog = page.locator("#confirm-delete");
     await dialog.waitFor({ state: "visible" });
-    await screenshot(page, "b-confirm-delete");
+    await screenshot(page, "b-confirm-delete", { fullPage: false });
     await dialog.getByRole("button", { name: "Delete" }).click();
     await card.waitFor({ state: "detached" });
     assert.match(await page.locator("#gallery-status").innerText(), /deleted/i);
@@ -277,6 +280,25 @@ describe("playground", () => {
     await page.context().close();
   });
 
+  test("one's own Replicate token is kept in the browser and sent as X-Replicate-Token", T, async () => {
+    const { page } = await open();
+    await setKey(page, USER_REPLICATE_TOKEN, "replicate");
+    const stored = await page.evaluate(() => JSON.parse(localStorage.getItem("fluxgate.credential")));
+    assert.deepEqual(stored, { kind: "replicate", value: USER_REPLICATE_TOKEN });
+    assert.equal(await page.locator("#credential-label").innerText(), "Replicate token");
+    const sent = page.waitForRequest((r) => r.method() === "POST" && new URL(r.url()).pathname === "/generate");
+    await page.fill("#prompt", uniquePrompt("own token"));
+    await page.click("#generate");
+    const headers = (await sent).headers();
+    assert.equal(headers["x-replicate-token"], USER_REPLICATE_TOKEN);
+    assert.equal(headers.authorization, undefined);
+    await waitForImage(page);
+    await page.reload();
+    assert.equal(await page.inputValue("#credential"), USER_REPLICATE_TOKEN, "remembered across reloads");
+    assert.equal(await page.locator('input[name="credential-kind"][value="replicate"]').isChecked(), true);
+    await page.context().close();
+  });
+
   test("usable at a phone's width (375 px), in the dark", T, async () => {
     const { page, errors } = await open({ viewport: PHONE, colorScheme: "dark" });
     await setKey(page, AUTH_TOKEN);
@@ -328,8 +350,7 @@ describe("playground with an image model", () => {
     await page.waitForFunction(() => document.getElementById("model-help").textContent !== "Loading models…");
     const options = await page.locator("#model option").evaluateAll((os) => os.map((o) => o.value));
     assert.ok(options.includes("kontext"), `no kontext in the model picker; the page says: ${await page.locator("#model-help").innerText()}`);
-    await page.locator("#access summary").click().catch(() => {});
-    await page.fill("#credential", AUTH_TOKEN);
+    await setKey(page, AUTH_TOKEN);
     await page.selectOption("#model", "kontext");
     await page.click("#options summary");
     const file = page.locator('#inputs input[type="file"]').first();
