@@ -399,7 +399,7 @@
     const at = order.indexOf(step);
     for (const li of list.children) {
       const i = order.indexOf(li.dataset.step);
-      let state = i < at ? "done" : i === at ? (failed ? "failed" : step === "done" ? "done" : "active") : "";
+      const state = i < at ? "done" : i === at ? (failed ? "failed" : step === "done" ? "done" : "active") : "";
       li.dataset.state = state;
       if (state === "active") li.setAttribute("aria-current", "step");
       else li.removeAttribute("aria-current");

@@ -120,6 +120,9 @@ export async function launchBrowser() {
     /** A page in a new context: `viewport` (default 1280x900), `colorScheme`, ... */
     async page(options = {}) {
       const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ...options });
+      // Generous: a loaded 2-core machine runs workerd, the emulator and Chromium at once.
+      context.setDefaultTimeout(60_000);
+      context.setDefaultNavigationTimeout(90_000);
       return context.newPage();
     },
     close: () => browser.close(),

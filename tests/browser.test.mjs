@@ -38,7 +38,7 @@ describe("playground", () => {
   async function open(options = {}) {
     const page = await browser.page(options);
     const errors = collectPageErrors(page);
-    await page.goto(site.url);
+    await page.goto(site.url, { waitUntil: "domcontentloaded" });
     await page.waitForFunction(() => document.getElementById("model-help").textContent !== "Loading models…");
     return { page, errors };
   }
@@ -346,7 +346,7 @@ describe("playground with an image model", () => {
 
   test("an image input is uploaded with POST /uploads and sent to /generate as its URL", T, async () => {
     const page = await browser.page();
-    await page.goto(site.url);
+    await page.goto(site.url, { waitUntil: "domcontentloaded" });
     await page.waitForFunction(() => document.getElementById("model-help").textContent !== "Loading models…");
     const options = await page.locator("#model option").evaluateAll((os) => os.map((o) => o.value));
     assert.ok(options.includes("kontext"), `no kontext in the model picker; the page says: ${await page.locator("#model-help").innerText()}`);
