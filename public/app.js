@@ -149,7 +149,7 @@
   // ---------------------------------------------------------- credentials
 
   const kindText = {
-    key: { label: "API key", placeholder: "fg_…", header: "Authorization: Bearer …", after: ".", set: "API key set" },
+    key: { label: "API key", placeholder: "fg_…", header: "Authorization: Bearer <key>", after: ".", set: "API key set" },
     replicate: { label: "Replicate token", placeholder: "r8_…", header: "X-Replicate-Token", after: ": runs on your own Replicate account.", set: "Replicate token set" },
   };
 
