@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the build and the tests need, idempotently:
 #   1. npm packages (wrangler, miniflare, Node 22, binaryen, sharp, ...)
-#   2. a Rust toolchain that can target wasm32-unknown-unknown
-#   3. worker-build and wasm-bindgen-cli (pinned to Cargo.lock)
+#   2. Debian's chromium for the browser tests, when /usr/bin/chromium is missing
+#   3. a Rust toolchain that can target wasm32-unknown-unknown
+#   4. worker-build and wasm-bindgen-cli (pinned to Cargo.lock)
 # A second run with nothing changed only checks and returns.
 # Everything it decides is written to .tools/env, which the other scripts source.
 set -euo pipefail
@@ -29,6 +30,20 @@ if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.jso
   touch "$stamp"
 fi
 [ -x node_modules/.bin/node ] || die "node_modules/.bin/node (Node 22) is missing after npm install"
+
+# ---------------------------------------------------------------- Chromium (browser tests)
+# tests/browser.test.mjs drives Debian's Chromium with playwright-core (which
+# cannot download a browser of its own here). CHROMIUM_PATH may point at another.
+if [ -z "${CHROMIUM_PATH:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  if have apt-get; then
+    say "installing Debian's chromium and an emoji font (for the browser tests)"
+    as_root apt-get update -qq >&2 || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium fonts-noto-color-emoji >&2 \
+      || die "apt-get install chromium fonts-noto-color-emoji failed"
+  else
+    say "no /usr/bin/chromium and no apt-get: the browser tests will fail (install Chromium or set CHROMIUM_PATH)"
+  fi
+fi
 
 # ---------------------------------------------------------------- wasm32 toolchain
 has_wasm_std() { # $1 = rustc binary
