@@ -5,6 +5,8 @@ pub enum Route {
     Health,
     /// `GET /models`: what the service offers.
     Models,
+    /// `GET /openapi.json`: the description of this API.
+    OpenApi,
     GenerateGet,
     GeneratePost,
     /// `GET|HEAD /image/{id}`; the id is checked by the handler.
@@ -33,6 +35,7 @@ pub fn resolve(method: &str, path: &str) -> Route {
     match path {
         "/health" => only(method, "GET, HEAD", Route::Health),
         "/models" => only(method, "GET, HEAD", Route::Models),
+        "/openapi.json" => only(method, "GET, HEAD", Route::OpenApi),
         "/generate" => match method {
             "GET" => Route::GenerateGet,
             "POST" => Route::GeneratePost,
