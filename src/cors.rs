@@ -411,7 +411,7 @@ mod tests {
         let p = list();
         assert_eq!(p.preflight(Some(APP), Some("POST"), Some("content-type, x-evil")), vary);
         assert_eq!(p.preflight(Some(APP), Some("POST"), Some("cookie")), vary);
-                assert_eq!(p.preflight(Some(APP), Some("PUT"), None), vary);
+        assert_eq!(p.preflight(Some(APP), Some("PUT"), None), vary);
         assert_eq!(p.preflight(Some(APP), Some("post"), None), vary);
         assert_eq!(p.preflight(Some(APP), None, None), vary);
         assert_eq!(p.preflight(Some("https://evil.example"), Some("GET"), None), vary);

@@ -38,7 +38,15 @@ pub const MISCONFIGURED: &str = "Server misconfiguration";
 
 impl ApiError {
     pub fn new(status: u16, error: impl Into<String>) -> Self {
-        Self { status, error: error.into(), details: None, retry_after: None, allow: None, cause: None, headers: Vec::new() }
+        Self {
+            status,
+            error: error.into(),
+            details: None,
+            retry_after: None,
+            allow: None,
+            cause: None,
+            headers: Vec::new(),
+        }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {

@@ -161,8 +161,7 @@ pub fn minute_counter(subject: &str, now_ms: u64) -> (String, u32) {
 /// Whether `day` reads `YYYY-MM-DD`.
 pub fn is_day(day: &str) -> bool {
     let b = day.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+    b.len() == 10 && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
 }
 
 /// (year, month, day) of a count of days since 1970-01-01, after Howard
