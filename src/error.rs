@@ -24,7 +24,7 @@ pub struct ApiError {
     pub cause: Option<String>,
     /// Further headers the answer carries (the `RateLimit-*` of a 429).
     #[serde(skip)]
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Option<Box<Vec<(&'static str, String)>>>,
 }
 
 /// The error of every input the service refuses.
@@ -38,15 +38,7 @@ pub const MISCONFIGURED: &str = "Server misconfiguration";
 
 impl ApiError {
     pub fn new(status: u16, error: impl Into<String>) -> Self {
-        Self {
-            status,
-            error: error.into(),
-            details: None,
-            retry_after: None,
-            allow: None,
-            cause: None,
-            headers: Vec::new(),
-        }
+        Self { status, error: error.into(), details: None, retry_after: None, allow: None, cause: None, headers: None }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
@@ -61,7 +53,7 @@ impl ApiError {
 
     /// Adds headers to the answer.
     pub fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Self {
-        self.headers.extend(headers);
+        self.headers.get_or_insert_with(Box::default).extend(headers);
         self
     }
 

@@ -75,7 +75,14 @@ pub async fn keep_outputs(
         // Ids are derived from the prediction: the same as the keeper's.
         return Ok(ids);
     }
-    let kept = write_records(store, prediction, input, &ids, images).await;
+    // The owner's index is written alongside the records.
+    let owner_index = join_all(owned.iter().map(|key| store.put_text(key, String::new())));
+    let (kept, indexed) = futures_util::join!(write_records(store, prediction, input, &ids, images), owner_index);
+    for written in indexed {
+        if let Err(e) = written {
+            worker::console_warn!("{e}");
+        }
+    }
     let to_copy = match kept {
         Ok(to_copy) => to_copy,
         Err(e) => {
@@ -83,12 +90,6 @@ pub async fn keep_outputs(
             return Err(e);
         }
     };
-    for written in join_all(owned.into_iter().map(|key| async move { store.put_text(&key, String::new()).await })).await
-    {
-        if let Err(e) = written {
-            worker::console_warn!("{e}");
-        }
-    }
     let predict_time_ms = crate::usage::predict_time_ms(&prediction.rest);
     let env = cx.env.clone();
     let prediction_id = prediction.id.clone();
