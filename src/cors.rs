@@ -18,7 +18,7 @@
 use crate::error::ApiError;
 
 /// Methods the API policy allows cross-origin.
-pub const API_METHODS: &[&str] = &["GET", "HEAD", "POST"];
+pub const API_METHODS: &[&str] = &["GET", "HEAD", "POST", "DELETE"];
 /// Request headers the API policy allows cross-origin (besides the
 /// CORS-safelisted ones): credentials (`Authorization`, `X-Replicate-Token`),
 /// the body's type, Replicate's `Prefer: wait` and `Cancel-After`, and retry
@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(get(&h, "Access-Control-Allow-Origin"), Some(APP));
         assert_eq!(get(&h, "Access-Control-Allow-Credentials"), Some("true"));
         assert_eq!(get(&h, "Vary"), Some("Origin"));
-        assert_eq!(get(&h, "Access-Control-Allow-Methods"), Some("GET, HEAD, POST"));
+        assert_eq!(get(&h, "Access-Control-Allow-Methods"), Some("GET, HEAD, POST, DELETE"));
         let allow_headers = get(&h, "Access-Control-Allow-Headers").unwrap();
         assert!(allow_headers.contains("Authorization") && allow_headers.contains("X-Replicate-Token"));
         assert_eq!(get(&h, "Access-Control-Max-Age"), Some("7200"));
@@ -411,7 +411,6 @@ mod tests {
         let p = list();
         assert_eq!(p.preflight(Some(APP), Some("POST"), Some("content-type, x-evil")), vary);
         assert_eq!(p.preflight(Some(APP), Some("POST"), Some("cookie")), vary);
-        assert_eq!(p.preflight(Some(APP), Some("DELETE"), None), vary);
         assert_eq!(p.preflight(Some(APP), Some("PUT"), None), vary);
         assert_eq!(p.preflight(Some(APP), Some("post"), None), vary);
         assert_eq!(p.preflight(Some(APP), None, None), vary);

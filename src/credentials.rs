@@ -183,6 +183,12 @@ fn user(token: &str, allow_user_tokens: bool) -> Result<Credential, ApiError> {
     }
 }
 
+/// The service's Replicate token, for a caller already authenticated
+/// otherwise (an API key); a 500 when it is not set.
+pub fn resolve_service(secrets: &ServiceSecrets) -> Result<Credential, ApiError> {
+    service(secrets)
+}
+
 fn service(secrets: &ServiceSecrets) -> Result<Credential, ApiError> {
     match secrets.replicate_token.and_then(non_blank) {
         Some(token) => Ok(Credential::Service(token.to_owned())),

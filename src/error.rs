@@ -22,6 +22,9 @@ pub struct ApiError {
     /// What went wrong, for the log only.
     #[serde(skip)]
     pub cause: Option<String>,
+    /// Further headers the answer carries (the `RateLimit-*` of a 429).
+    #[serde(skip)]
+    pub headers: Option<Box<Vec<(&'static str, String)>>>,
 }
 
 /// The error of every input the service refuses.
@@ -35,7 +38,7 @@ pub const MISCONFIGURED: &str = "Server misconfiguration";
 
 impl ApiError {
     pub fn new(status: u16, error: impl Into<String>) -> Self {
-        Self { status, error: error.into(), details: None, retry_after: None, allow: None, cause: None }
+        Self { status, error: error.into(), details: None, retry_after: None, allow: None, cause: None, headers: None }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
@@ -45,6 +48,12 @@ impl ApiError {
 
     pub fn with_retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Adds headers to the answer.
+    pub fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Self {
+        self.headers.get_or_insert_with(Box::default).extend(headers);
         self
     }
 

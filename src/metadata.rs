@@ -80,6 +80,32 @@ pub struct ImageRecord {
     pub attempts: u32,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Who made it: the usage subject of its caller (see `crate::usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// The prefix of the per-owner index of images.
+pub const OWNER_PREFIX: &str = "owner:";
+/// A time later than any image's, in ms; index keys hold `this - created`.
+const INVERTED_FROM_MS: u64 = 9_999_999_999_999;
+
+/// The prefix of every index key of `owner`'s images.
+pub fn owner_prefix(owner: &str) -> String {
+    format!("{OWNER_PREFIX}{owner}:")
+}
+
+/// The index key of one of `owner`'s images: `owner:<owner>:<inverted
+/// time>:<id>`, 13 digits of time, so that listing by prefix (in key
+/// order) gives the newest first.
+pub fn owner_index_key(owner: &str, created_at: &str, id: &str) -> String {
+    let created = rfc3339_to_ms(created_at).unwrap_or(0).min(INVERTED_FROM_MS);
+    format!("{OWNER_PREFIX}{owner}:{:013}:{id}", INVERTED_FROM_MS - created)
+}
+
+/// The image id at the end of an owner index key.
+pub fn id_of_owner_index_key(key: &str) -> Option<&str> {
+    key.rsplit_once(':').map(|(_, id)| id).filter(|id| !id.is_empty())
 }
 
 /// The KV key of an image's record: `image:<id>`.
@@ -277,6 +303,7 @@ pub fn records_for(
             },
             attempts: 0,
             last_error: None,
+            owner: None,
         };
         out.push(NewImage { record, source });
     }
@@ -397,6 +424,7 @@ mod tests {
             source_url: Some("https://replicate.delivery/xezq/abc/out-0.webp".into()),
             attempts: 1,
             last_error: None,
+            owner: None,
         }
     }
 
@@ -557,5 +585,15 @@ mod tests {
         let new = PredictionIndex::parse(r#"{"ids":null,"input":{"prompt":"x"}}"#).unwrap();
         assert_eq!((new.ids, new.input), (None, json!({"prompt": "x"})));
         assert!(PredictionIndex::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn owner_index_keys_list_newest_first() {
+        let older = owner_index_key("abcdefgh", "2025-01-15T10:03:39.896Z", "a.png");
+        let newer = owner_index_key("abcdefgh", "2025-01-15T10:03:40.000Z", "b.png");
+        assert!(newer < older);
+        assert!(older.starts_with(&owner_prefix("abcdefgh")));
+        assert_eq!(id_of_owner_index_key(&older), Some("a.png"));
+        assert_eq!(older.len(), "owner:abcdefgh:".len() + 13 + 1 + "a.png".len());
     }
 }

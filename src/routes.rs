@@ -19,6 +19,20 @@ pub enum Route {
     /// Anything under `/replicate/v1`: the path after the prefix, routed
     /// further by `proxy::resolve`.
     Replicate(String),
+    /// `DELETE /image/{id}`: by its owner or the operator.
+    ImageDelete(String),
+    /// `GET /images`: the caller's own images, newest first.
+    Images,
+    /// `GET /usage`: the caller's own usage today.
+    Usage,
+    /// `GET|POST /admin/keys`.
+    AdminKeys,
+    /// `DELETE /admin/keys/{id}`.
+    AdminKey(String),
+    /// `GET /admin/usage`.
+    AdminUsage,
+    /// Any `OPTIONS` request: a CORS preflight.
+    Preflight,
     /// Anything no route serves: a JSON 404.
     NotFound,
     /// The path exists, but not for this method.
@@ -28,6 +42,9 @@ pub enum Route {
 }
 
 pub fn resolve(method: &str, path: &str) -> Route {
+    if method == "OPTIONS" {
+        return Route::Preflight;
+    }
     if let Some(rest) = path.strip_prefix(crate::proxy::PREFIX).filter(|r| r.is_empty() || r.starts_with('/')) {
         return Route::Replicate(rest.to_owned());
     }
@@ -36,18 +53,31 @@ pub fn resolve(method: &str, path: &str) -> Route {
         "/health" => only(method, "GET, HEAD", Route::Health),
         "/models" => only(method, "GET, HEAD", Route::Models),
         "/openapi.json" => only(method, "GET, HEAD", Route::OpenApi),
+        "/images" => only(method, "GET, HEAD", Route::Images),
+        "/usage" => only(method, "GET, HEAD", Route::Usage),
+        "/admin/usage" => only(method, "GET", Route::AdminUsage),
+        "/admin/keys" => match method {
+            "GET" | "POST" => Route::AdminKeys,
+            _ => Route::MethodNotAllowed { allowed: "GET, POST" },
+        },
         "/generate" => match method {
             "GET" => Route::GenerateGet,
             "POST" => Route::GeneratePost,
             _ => Route::MethodNotAllowed { allowed: "GET, POST" },
         },
         "/uploads" => only(method, "POST", Route::UploadsPost),
-        _ => match (path.strip_prefix("/image/"), path.strip_prefix("/upload/")) {
-            (Some(id), _) if !id.is_empty() && !id.contains('/') => {
-                only(method, "GET, HEAD", Route::Image(id.to_owned()))
+        _ => match (path.strip_prefix("/image/"), path.strip_prefix("/upload/"), path.strip_prefix("/admin/keys/")) {
+            (Some(id), _, _) if !id.is_empty() && !id.contains('/') && method == "DELETE" => {
+                Route::ImageDelete(id.to_owned())
             }
-            (_, Some(id)) if !id.is_empty() && !id.contains('/') => {
+            (Some(id), _, _) if !id.is_empty() && !id.contains('/') => {
+                only(method, "GET, HEAD, DELETE", Route::Image(id.to_owned()))
+            }
+            (_, Some(id), _) if !id.is_empty() && !id.contains('/') => {
                 only(method, "GET, HEAD", Route::Upload(id.to_owned()))
+            }
+            (_, _, Some(id)) if !id.is_empty() && !id.contains('/') => {
+                only(method, "DELETE", Route::AdminKey(id.to_owned()))
             }
             _ => Route::NotFound,
         },
@@ -91,7 +121,8 @@ mod tests {
     fn image_takes_one_segment() {
         assert_eq!(resolve("GET", "/image/abc.png"), Route::Image("abc.png".into()));
         assert_eq!(resolve("HEAD", "/image/abc.png"), Route::Image("abc.png".into()));
-        assert_eq!(resolve("PUT", "/image/abc.png"), Route::MethodNotAllowed { allowed: "GET, HEAD" });
+        assert_eq!(resolve("PUT", "/image/abc.png"), Route::MethodNotAllowed { allowed: "GET, HEAD, DELETE" });
+        assert_eq!(resolve("DELETE", "/image/abc.png"), Route::ImageDelete("abc.png".into()));
         assert_eq!(resolve("GET", "/image/"), Route::NotFound);
         assert_eq!(resolve("GET", "/image/a/b.png"), Route::NotFound);
     }
@@ -122,5 +153,18 @@ mod tests {
         assert_eq!(resolve("GET", "/healthz"), Route::NotFound);
         assert_eq!(resolve("GET", "/health/x"), Route::NotFound);
         assert_eq!(resolve("GET", "/image"), Route::NotFound);
+    }
+
+    #[test]
+    fn keys_usage_images_and_preflights() {
+        assert_eq!(resolve("GET", "/images"), Route::Images);
+        assert_eq!(resolve("GET", "/usage"), Route::Usage);
+        assert_eq!(resolve("POST", "/admin/keys"), Route::AdminKeys);
+        assert_eq!(resolve("GET", "/admin/keys"), Route::AdminKeys);
+        assert_eq!(resolve("DELETE", "/admin/keys/abcdefgh"), Route::AdminKey("abcdefgh".into()));
+        assert_eq!(resolve("GET", "/admin/keys/abcdefgh"), Route::MethodNotAllowed { allowed: "DELETE" });
+        assert_eq!(resolve("GET", "/admin/usage"), Route::AdminUsage);
+        assert_eq!(resolve("OPTIONS", "/generate"), Route::Preflight);
+        assert_eq!(resolve("OPTIONS", "/replicate/v1/predictions"), Route::Preflight);
     }
 }

@@ -136,6 +136,34 @@ pub fn rate_limit_headers(limit: u32, remaining: u32, reset_secs: u32, refused: 
     headers
 }
 
+/// RFC 3339 of a Unix time in milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339_of(ms: u64) -> String {
+    let in_day = ms % MS_PER_DAY;
+    let (h, m, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
+    format!("{}T{h:02}:{m:02}:{s:02}.{milli:03}Z", day_of(ms))
+}
+
+/// Replicate's `metrics.predict_time` (seconds) of a prediction's other
+/// fields, in whole milliseconds; 0 when absent or unusable.
+pub fn predict_time_ms(rest: &serde_json::Map<String, serde_json::Value>) -> u64 {
+    let seconds = rest.get("metrics").and_then(|m| m.get("predict_time")).and_then(serde_json::Value::as_f64);
+    seconds.filter(|s| s.is_finite() && *s > 0.0).map_or(0, |s| (s * 1000.0).round().min(u64::MAX as f64) as u64)
+}
+
+/// The KV key of a key's request counter in the minute of `now_ms`, and
+/// the seconds left in that minute (1 to 60).
+pub fn minute_counter(subject: &str, now_ms: u64) -> (String, u32) {
+    let minute = now_ms / 60_000;
+    let left = (60_000 - now_ms % 60_000).div_ceil(1000);
+    (format!("rate:{subject}:{minute}"), u32::try_from(left).unwrap_or(60))
+}
+
+/// Whether `day` reads `YYYY-MM-DD`.
+pub fn is_day(day: &str) -> bool {
+    let b = day.as_bytes();
+    b.len() == 10 && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+}
+
 /// (year, month, day) of a count of days since 1970-01-01, after Howard
 /// Hinnant's `civil_from_days`, for days on or after the epoch.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -300,5 +328,18 @@ mod tests {
         assert_ne!(token_subject("r8_other"), subject);
         // Known answer: SHA-256("abc") starts ba7816bf8f01cfea.
         assert_eq!(token_subject("abc"), "tok_ba7816bf8f01cfea");
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(rfc3339_of(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(crate::image_id::rfc3339_to_ms(&rfc3339_of(1_700_000_000_123)), Some(1_700_000_000_123));
+        let rest = serde_json::json!({"metrics": {"predict_time": 0.5604}});
+        assert_eq!(predict_time_ms(rest.as_object().unwrap()), 560);
+        assert_eq!(predict_time_ms(&serde_json::Map::new()), 0);
+        assert_eq!(minute_counter("k", 120_000), ("rate:k:2".to_owned(), 60));
+        assert_eq!(minute_counter("k", 179_001), ("rate:k:2".to_owned(), 1));
+        assert!(is_day("2025-01-15"));
+        assert!(!is_day("2025-1-15") && !is_day("2025/01/15") && !is_day(""));
     }
 }

@@ -71,6 +71,7 @@ async function start(overrides) {
     compatibilityDate: compatibilityDate(),
     r2Buckets: ["IMAGES"],
     kvNamespaces: ["IMAGE_META"],
+    ratelimits: { KEY_LIMITER: { namespace_id: "1001", simple: { limit: Number(bindings.KEY_LIMITER_LIMIT ?? 60), period: 60 } } },
     bindings,
   });
   const url = await mf.ready;

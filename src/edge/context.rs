@@ -4,15 +4,18 @@
 //! links are built on, a request id, and the one place where a caller is
 //! identified.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use worker::{Context, Env, Request};
 
 use super::replicate::Replicate;
 use super::store::Store;
+use crate::api_keys::KeyRecord;
 use crate::config::Config;
 use crate::credentials::{self, Credential, CredentialSources, ServiceSecrets};
 use crate::error::ApiError;
+use crate::usage::{token_subject, SERVICE_SUBJECT};
 
 static CONFIG: OnceLock<Result<Config, ApiError>> = OnceLock::new();
 static SECRETS: OnceLock<Secrets> = OnceLock::new();
@@ -49,6 +52,43 @@ pub struct TokenHints<'a> {
     pub query: Option<&'a str>,
 }
 
+/// Who a request comes from: the Replicate token it runs on, the usage
+/// subject it is counted (and owns images) as, and its API key, if any.
+/// Derefs to the credential.
+pub struct Caller {
+    pub credential: Credential,
+    /// `service` (AUTH_TOKEN), a key id, or `tok_<hash>` of a caller's own token.
+    pub subject: String,
+    pub key: Option<KeyRecord>,
+}
+
+impl Caller {
+    fn from_credential(credential: Credential) -> Self {
+        let subject = match &credential {
+            Credential::User(token) => token_subject(token),
+            Credential::Service(_) => SERVICE_SUBJECT.to_owned(),
+        };
+        Caller { credential, subject, key: None }
+    }
+
+    /// The operator: `AUTH_TOKEN`, not an API key.
+    pub fn is_operator(&self) -> bool {
+        self.key.is_none() && !self.credential.is_user()
+    }
+
+    /// The models the caller's key is restricted to, if any.
+    pub fn allowed_models(&self) -> Option<&[String]> {
+        self.key.as_ref().and_then(|k| k.models.as_deref())
+    }
+}
+
+impl std::ops::Deref for Caller {
+    type Target = Credential;
+    fn deref(&self) -> &Credential {
+        &self.credential
+    }
+}
+
 pub struct RequestContext {
     pub env: Env,
     ctx: Context,
@@ -63,6 +103,8 @@ pub struct RequestContext {
     pub request_id: String,
     authorization: Option<String>,
     header_token: Option<String>,
+    /// The subject of the caller, once identified.
+    subject: RefCell<Option<String>>,
 }
 
 impl RequestContext {
@@ -85,6 +127,7 @@ impl RequestContext {
             request_id: request_id(),
             authorization: header("Authorization"),
             header_token: header("X-Replicate-Token"),
+            subject: RefCell::new(None),
         }
     }
 
@@ -106,28 +149,71 @@ impl RequestContext {
         self.ctx.wait_until(work);
     }
 
-    /// The Replicate token a `/generate` request runs on: a token of the
-    /// caller's own (header, body or query), or the service's for a caller
-    /// presenting `AUTH_TOKEN` (see `credentials::resolve`).
-    pub fn caller(&self, hints: TokenHints) -> Result<Credential, ApiError> {
+    /// Who a `/generate` request comes from and the Replicate token it runs
+    /// on: a token of the caller's own (header, body or query), an API key
+    /// (`Bearer fg_…`, on the service's token), or the service's token for a
+    /// caller presenting `AUTH_TOKEN` (see `credentials::resolve`).
+    pub async fn caller(&self, hints: TokenHints<'_>) -> Result<Caller, ApiError> {
         let sources = CredentialSources {
             header_token: self.header_token.as_deref(),
             body_token: hints.body,
             query_token: hints.query,
             authorization: self.authorization.as_deref(),
         };
-        credentials::resolve(&sources, &self.secrets.borrow(), self.config()?.allow_user_tokens)
+        let own_token = [sources.header_token, sources.body_token, sources.query_token]
+            .into_iter()
+            .any(|t| t.is_some_and(|t| !t.trim().is_empty()));
+        let caller = match self.api_key() {
+            Some(key) if !own_token => self.key_caller(key).await?,
+            _ => Caller::from_credential(credentials::resolve(
+                &sources,
+                &self.secrets.borrow(),
+                self.config()?.allow_user_tokens,
+            )?),
+        };
+        self.subject.replace(Some(caller.subject.clone()));
+        Ok(caller)
     }
 
-    /// The Replicate token a `/replicate/v1` request runs on, whose clients
-    /// only send a bearer (see `credentials::resolve_bearer`).
-    pub fn bearer_caller(&self) -> Result<Credential, ApiError> {
-        credentials::resolve_bearer(
-            self.authorization.as_deref(),
-            self.header_token.as_deref(),
-            &self.secrets.borrow(),
-            self.config()?.allow_user_tokens,
-        )
+    /// Who a `/replicate/v1` request comes from, whose clients only send a
+    /// bearer (see `credentials::resolve_bearer`): an API key is one too.
+    pub async fn bearer_caller(&self) -> Result<Caller, ApiError> {
+        let own_token = self.header_token.as_deref().is_some_and(|t| !t.trim().is_empty());
+        let caller = match self.api_key() {
+            Some(key) if !own_token => self.key_caller(key).await?,
+            _ => Caller::from_credential(credentials::resolve_bearer(
+                self.authorization.as_deref(),
+                self.header_token.as_deref(),
+                &self.secrets.borrow(),
+                self.config()?.allow_user_tokens,
+            )?),
+        };
+        self.subject.replace(Some(caller.subject.clone()));
+        Ok(caller)
+    }
+
+    /// Whether the request presents `AUTH_TOKEN` itself.
+    pub fn is_operator(&self) -> bool {
+        let bearer = self.authorization.as_deref().and_then(credentials::bearer_token);
+        let expected = self.secrets.auth_token.as_deref().filter(|t| !t.trim().is_empty());
+        matches!((bearer, expected), (Some(b), Some(e)) if credentials::constant_time_eq(b, e.trim()))
+    }
+
+    /// The subject of the caller identified for this request, if any.
+    pub fn subject(&self) -> Option<String> {
+        self.subject.borrow().clone()
+    }
+
+    /// The bearer, when it has the shape of an API key.
+    fn api_key(&self) -> Option<&str> {
+        let bearer = self.authorization.as_deref().and_then(credentials::bearer_token)?;
+        bearer.starts_with(crate::api_keys::KEY_PREFIX).then_some(bearer)
+    }
+
+    async fn key_caller(&self, key: &str) -> Result<Caller, ApiError> {
+        let record = super::keys::verify(self, key).await?;
+        let credential = credentials::resolve_service(&self.secrets.borrow())?;
+        Ok(Caller { credential, subject: record.id.clone(), key: Some(record) })
     }
 
     /// A client for Replicate's API on `credential`.

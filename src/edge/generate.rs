@@ -23,8 +23,8 @@ use crate::generation::{
 };
 use crate::image_inputs::{self, ImageInput};
 use crate::model_schema::ModelSchema;
-use crate::multipart::is_form_data;
 use crate::models::Choice;
+use crate::multipart::is_form_data;
 use crate::output::ImageKind;
 use crate::prediction::{timed_out, Prediction};
 
@@ -38,11 +38,12 @@ pub async fn get(req: Request, cx: &RequestContext) -> Result<Response, ApiError
     let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
     let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let query = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let credential = cx.caller(TokenHints { query: query("replicate_token"), ..TokenHints::default() })?;
-    let choice = config.models.choose(query("model"), credential.is_user(), None)?;
+    let credential = cx.caller(TokenHints { query: query("replicate_token"), ..TokenHints::default() }).await?;
+    let choice = config.models.choose(query("model"), credential.is_user(), credential.allowed_models())?;
     let schema = schema_for(cx, &choice.model, &credential).await;
     let mut input = schema.input_from_query(&pairs, &NOT_INPUT)?;
     resolve_image_inputs(cx, &schema, &mut input).await?;
+    super::usage::admit(cx, &credential).await?;
     let replicate = cx.replicate(&credential)?;
     let generated = generate(cx, config, &choice, &schema, &replicate, Job::from_input(input)).await?;
     let body = generated.body(&choice.model.model());
@@ -60,11 +61,12 @@ pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, Api
     }
     let body = read_json_object(&mut req).await?;
     let (body_token, mut job) = parse_body(body)?;
-    let credential = cx.caller(TokenHints { body: body_token.as_deref(), ..TokenHints::default() })?;
-    let choice = config.models.choose(job.model.as_deref(), credential.is_user(), None)?;
+    let credential = cx.caller(TokenHints { body: body_token.as_deref(), ..TokenHints::default() }).await?;
+    let choice = config.models.choose(job.model.as_deref(), credential.is_user(), credential.allowed_models())?;
     let schema = schema_for(cx, &choice.model, &credential).await;
     resolve_image_inputs(cx, &schema, &mut job.input).await?;
     job.input = schema.validate(&job.input)?;
+    super::usage::admit(cx, &credential).await?;
     let replicate = cx.replicate(&credential)?;
     let generated = generate(cx, config, &choice, &schema, &replicate, job).await?;
     respond::json(200, &generated.body(&choice.model.model()))
@@ -75,12 +77,13 @@ pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, Api
 /// and passed by their URL.
 async fn post_form(mut req: Request, cx: &RequestContext, config: &Config) -> Result<Response, ApiError> {
     let form = read_generate_form(&mut req, cx).await?;
-    let credential = cx.caller(TokenHints { body: form.replicate_token.as_deref(), ..TokenHints::default() })?;
-    let choice = config.models.choose(form.model.as_deref(), credential.is_user(), None)?;
+    let credential = cx.caller(TokenHints { body: form.replicate_token.as_deref(), ..TokenHints::default() }).await?;
+    let choice = config.models.choose(form.model.as_deref(), credential.is_user(), credential.allowed_models())?;
     let schema = schema_for(cx, &choice.model, &credential).await;
     let mut input = schema.input_from_query(&form.fields, &NOT_INPUT)?;
     resolve_image_inputs(cx, &schema, &mut input).await?;
     let input = schema.validate(&input)?;
+    super::usage::admit(cx, &credential).await?;
     let replicate = cx.replicate(&credential)?;
     let generated = generate(cx, config, &choice, &schema, &replicate, Job::from_input(input)).await?;
     respond::json(200, &generated.body(&choice.model.model()))

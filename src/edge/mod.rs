@@ -9,11 +9,14 @@
 //! a call to Replicate is a `Replicate` method (`replicate.rs`).
 
 mod context;
+mod cors;
 mod cron;
 mod files;
 mod generate;
 mod health;
 mod image;
+mod images;
+mod keys;
 mod models;
 mod net;
 mod persist;
@@ -23,6 +26,7 @@ mod respond;
 mod schemas;
 mod store;
 mod uploads;
+mod usage;
 
 use worker::{event, Context, Env, Request, Response, Result};
 
@@ -46,7 +50,16 @@ fn start() {
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let inner = Clone::clone(req.inner()); // the same JS object, not Request.clone()
     let cx = RequestContext::new(&req, env, ctx);
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let cors = cors::CorsRequest {
+        origin: header("Origin"),
+        method: req.method().to_string(),
+        path: req.path(),
+        request_method: header("Access-Control-Request-Method"),
+        request_headers: header("Access-Control-Request-Headers"),
+    };
     let mut response = dispatch(req, &cx).await;
+    cors::apply(&cx.env, &cors, &mut response);
     let _ = response.headers_mut().set("X-Request-Id", &cx.request_id);
     drain_unread_body(&inner).await;
     Ok(response)
@@ -66,6 +79,23 @@ async fn dispatch(req: Request, cx: &RequestContext) -> Response {
         Route::GeneratePost => generate::post(req, cx).await,
         Route::Upload(id) => uploads::serve(&req, cx, &id).await,
         Route::UploadsPost => uploads::post(req, cx).await,
+        Route::ImageDelete(id) => images::delete(cx, &id).await,
+        Route::Images => images::list(&req, cx).await,
+        Route::Usage => usage::get(&req, cx).await,
+        Route::AdminKeys => keys::keys(req, cx).await,
+        Route::AdminKey(id) => keys::revoke(cx, &id).await,
+        Route::AdminUsage => usage::admin(&req, cx).await,
+        Route::Preflight => {
+            let header = |name: &str| req.headers().get(name).ok().flatten();
+            let cors = cors::CorsRequest {
+                origin: header("Origin"),
+                method: String::from("OPTIONS"),
+                path: req.path(),
+                request_method: header("Access-Control-Request-Method"),
+                request_headers: header("Access-Control-Request-Headers"),
+            };
+            cors::preflight(&cx.env, &cors)
+        }
     };
     answer.unwrap_or_else(|e| {
         cx.log_error(&e);

@@ -20,7 +20,9 @@ use super::net::now_ms;
 use super::store::{Store, COPY_ATTEMPTS, COPY_BUDGET_MS, COPY_TIMEOUT_MS};
 use super::RequestContext;
 use crate::error::ApiError;
-use crate::metadata::{compact_input, records_for, ImageSource, NewImage, PredictionIndex, StoreStatus};
+use crate::metadata::{
+    compact_input, owner_index_key, records_for, ImageSource, NewImage, PredictionIndex, StoreStatus,
+};
 use crate::output::ImageKind;
 use crate::prediction::Prediction;
 
@@ -55,7 +57,15 @@ pub async fn keep_outputs(
     let store = cx.store()?;
     let config = cx.config()?;
     let model = prediction.model.as_deref().unwrap_or(model);
-    let images = records_for(prediction, model, input, requested, &config.extra_output_hosts, now_ms())?;
+    let mut images = records_for(prediction, model, input, requested, &config.extra_output_hosts, now_ms())?;
+    let owner = cx.subject();
+    for image in &mut images {
+        image.record.owner.clone_from(&owner);
+    }
+    let owned: Vec<String> = match &owner {
+        Some(owner) => images.iter().map(|i| owner_index_key(owner, &i.record.created_at, &i.record.id)).collect(),
+        None => Vec::new(),
+    };
     let ids: Vec<String> = images.iter().map(|image| image.record.id.clone()).collect();
     if ids.is_empty() {
         return Ok(ids);
@@ -65,7 +75,14 @@ pub async fn keep_outputs(
         // Ids are derived from the prediction: the same as the keeper's.
         return Ok(ids);
     }
-    let kept = write_records(store, prediction, input, &ids, images).await;
+    // The owner's index is written alongside the records.
+    let owner_index = join_all(owned.iter().map(|key| store.put_text(key, String::new())));
+    let (kept, indexed) = futures_util::join!(write_records(store, prediction, input, &ids, images), owner_index);
+    for written in indexed {
+        if let Err(e) = written {
+            worker::console_warn!("{e}");
+        }
+    }
     let to_copy = match kept {
         Ok(to_copy) => to_copy,
         Err(e) => {
@@ -73,6 +90,7 @@ pub async fn keep_outputs(
             return Err(e);
         }
     };
+    let predict_time_ms = crate::usage::predict_time_ms(&prediction.rest);
     let env = cx.env.clone();
     let prediction_id = prediction.id.clone();
     cx.wait_until(async move {
@@ -83,6 +101,10 @@ pub async fn keep_outputs(
                 async move { store.persist(record, &source, COPY_ATTEMPTS, deadline).await }
             });
             join_all(copies).await;
+            if let (Some(owner), true) = (&owner, predict_time_ms > 0) {
+                let delta = crate::usage::Usage { predict_time_ms, ..Default::default() };
+                super::usage::add(store.kv(), owner, delta).await;
+            }
         }
         done(&prediction_id);
     });

@@ -45,10 +45,10 @@ async fn forward(req: Request, cx: &RequestContext, rest: &str) -> Result<Respon
     let method = req.method();
     let route = proxy::resolve(method.as_ref(), rest)?;
     if route.is_files() {
-        return super::files::handle(req, cx, &route, &cx.bearer_caller()?).await;
+        return super::files::handle(req, cx, &route, &*cx.bearer_caller().await?).await;
     }
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let credential = cx.bearer_caller()?;
+    let credential = cx.bearer_caller().await?;
 
     let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
     let path = format!("/v1{rest}{}", url.query().map(|q| format!("?{q}")).unwrap_or_default());
@@ -59,6 +59,9 @@ async fn forward(req: Request, cx: &RequestContext, rest: &str) -> Result<Respon
     let create = route.creates_prediction();
     if let Some(problem) = create.then(|| body.as_deref().and_then(webhook_problem)).flatten() {
         return Err(ApiError::invalid_input(problem));
+    }
+    if create {
+        super::usage::admit(cx, &credential).await?;
     }
     let timeout = if method == Method::Post { CREATE_TIMEOUT_MS } else { READ_TIMEOUT_MS };
     let sent = body.as_deref().map(JsValue::from_str);

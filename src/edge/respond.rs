@@ -33,6 +33,9 @@ pub fn error_as(e: &ApiError, body: String, content_type: &str) -> Response {
     if let Some(allowed) = e.allow {
         let _ = response.headers_mut().set("Allow", allowed);
     }
+    for (name, value) in e.headers.iter().flat_map(|h| h.iter()) {
+        let _ = response.headers_mut().set(name, value);
+    }
     response
 }
 

@@ -69,6 +69,15 @@ impl Store {
         Ok(Self { bucket, kv, limits })
     }
 
+    /// The KV namespace, for what keeps its own keys there (keys, usage, indexes).
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
     pub async fn record(&self, id: &str) -> Result<Option<ImageRecord>, ApiError> {
         let read = self.kv.get(&kv_key(id)).json::<ImageRecord>().await;
         read.map_err(|e| ApiError::internal().with_cause(format!("KV read {id}: {e}")))
@@ -208,10 +217,14 @@ impl Store {
                 sleep_ms(delay).await;
             }
             record.attempts += 1;
+            let mut fresh = true;
             let copied = match source {
                 ImageSource::Inline(bytes) => self.put_bytes(&record.id, bytes.clone()).await,
                 ImageSource::Fetch(url) => match self.already_stored(&record.id).await {
-                    Some(stored) => Ok(stored),
+                    Some(stored) => {
+                        fresh = false;
+                        Ok(stored)
+                    }
                     None => self.copy_from(&record.id, url, deadline_ms).await,
                 },
             };
@@ -222,7 +235,12 @@ impl Store {
                     record.size = Some(size);
                     record.last_error = None;
                     match self.put_record(&record).await {
-                        Ok(()) => return record,
+                        Ok(()) => {
+                            if fresh {
+                                super::usage::count_stored(&self.kv, &record).await;
+                            }
+                            return record;
+                        }
                         Err(e) => worker::console_warn!("copy {}: {e}", record.id),
                     }
                 }

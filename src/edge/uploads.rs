@@ -48,7 +48,7 @@ pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, Api
     let settings = settings_of(&cx.env)?;
     let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
     let query_token = url.query_pairs().find(|(k, _)| k == "replicate_token").map(|(_, v)| v.into_owned());
-    let credential = cx.caller(TokenHints { query: query_token.as_deref(), ..TokenHints::default() })?;
+    let credential = cx.caller(TokenHints { query: query_token.as_deref(), ..TokenHints::default() }).await?;
     let max = settings.max_upload_bytes;
     let body_kind = upload_body(req.headers().get("Content-Type")?.as_deref())?;
     let owner = verified_owner(cx, &credential).await?;
@@ -104,7 +104,8 @@ pub async fn read_generate_form(req: &mut Request, cx: &RequestContext) -> Resul
     let form = generate_parts(&parts)?;
     let has_files = form.entries.iter().any(|e| matches!(e, FormEntry::File(_)));
     let owner = if has_files {
-        let credential = cx.caller(TokenHints { body: form.replicate_token.as_deref(), ..TokenHints::default() })?;
+        let credential =
+            cx.caller(TokenHints { body: form.replicate_token.as_deref(), ..TokenHints::default() }).await?;
         verified_owner(cx, &credential).await?
     } else {
         String::new()

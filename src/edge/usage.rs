@@ -1,0 +1,217 @@
+//! Usage per subject and UTC day, and the limits checked before a
+//! generation reaches Replicate: a key's rate (the `KEY_LIMITER` binding,
+//! and its own `per_minute` with a KV counter), a key's daily quota, and
+//! the daily storage cap of callers with their own Replicate token.
+//!
+//! Counters are JSON under `usage:<subject>:<day>` in KV, which has no
+//! atomic increment: each update reads, adds and writes. Within an isolate
+//! updates are exact (a running total kept in memory is joined with what KV
+//! says, by maximum); across isolates, two updates within one KV round trip
+//! (or KV's propagation delay, up to a minute between locations) may lose
+//! one increment. Quotas are therefore approximate: a key may overrun its
+//! daily quota by about the number of its concurrent requests.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde_json::json;
+use worker::kv::KvStore;
+use worker::{Request, Response};
+
+use super::context::{Caller, TokenHints};
+use super::net::now_ms;
+use super::{respond, RequestContext};
+use crate::error::ApiError;
+use crate::metadata::ImageRecord;
+use crate::usage::{
+    day_of, is_day, minute_counter, quota_remaining, rate_limit_headers, seconds_until_utc_midnight, usage_kv_key,
+    Usage,
+};
+
+/// The Rate Limiting binding, as declared in wrangler.toml.
+pub const KEY_LIMITER: &str = "KEY_LIMITER";
+/// The prefix of the per-day index of subjects with usage.
+const DAY_INDEX_PREFIX: &str = "usage-day:";
+/// `USER_TOKEN_DAILY_BYTES` when unset: 100 MiB a day per caller token.
+const DEFAULT_USER_TOKEN_DAILY_BYTES: u64 = 100 * 1024 * 1024;
+/// `KEY_LIMITER_LIMIT` when unset: what wrangler.toml declares.
+const DEFAULT_KEY_LIMITER_LIMIT: u32 = 60;
+
+thread_local! {
+    /// This isolate's running totals, by usage KV key (today's only).
+    static TOTALS: RefCell<HashMap<String, Usage>> = RefCell::new(HashMap::new());
+}
+
+/// What `subject` used on `day`, as far as this isolate and KV know.
+pub async fn read(kv: &KvStore, subject: &str, day: &str) -> Usage {
+    let key = usage_kv_key(subject, day);
+    let mut usage = stored(kv, &key).await.unwrap_or_default();
+    TOTALS.with(|t| {
+        if let Some(mine) = t.borrow().get(&key) {
+            usage.merge(mine);
+        }
+    });
+    usage
+}
+
+async fn stored(kv: &KvStore, key: &str) -> Option<Usage> {
+    kv.get(key).text().await.ok().flatten().and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Counts `delta` for `subject` today. Failures are logged, never answered.
+pub async fn add(kv: &KvStore, subject: &str, delta: Usage) {
+    let day = day_of(now_ms());
+    let key = usage_kv_key(subject, &day);
+    let from_kv = stored(kv, &key).await;
+    let (total, first) = TOTALS.with(|t| {
+        let mut t = t.borrow_mut();
+        t.retain(|k, _| k.ends_with(&day));
+        let first = !t.contains_key(&key);
+        let total = t.entry(key.clone()).or_default();
+        if let Some(s) = &from_kv {
+            total.merge(s);
+        }
+        total.add(&delta);
+        (*total, first && from_kv.is_none())
+    });
+    let Ok(text) = serde_json::to_string(&total) else { return };
+    let put = async { kv.put(&key, text)?.execute().await };
+    if let Err(e) = put.await {
+        worker::console_warn!("KV write {key}: {e}");
+    }
+    if first {
+        let index = format!("{DAY_INDEX_PREFIX}{day}:{subject}");
+        let put = async { kv.put(&index, "")?.execute().await };
+        if let Err(e) = put.await {
+            worker::console_warn!("KV write {index}: {e}");
+        }
+    }
+}
+
+/// Counts a stored image for its owner.
+pub async fn count_stored(kv: &KvStore, record: &ImageRecord) {
+    if let Some(owner) = &record.owner {
+        let delta = Usage { images_stored: 1, bytes_stored: record.size.unwrap_or(0), ..Usage::default() };
+        add(kv, owner, delta).await;
+    }
+}
+
+fn too_many(limit: u32, reset_secs: u32, details: &str) -> ApiError {
+    ApiError::new(429, "Rate limit exceeded")
+        .with_details(details)
+        .with_retry_after(reset_secs.max(1))
+        .with_headers(rate_limit_headers(limit, 0, reset_secs, false))
+}
+
+fn var_number(cx: &RequestContext, name: &str) -> Result<Option<u64>, ApiError> {
+    let Ok(value) = cx.env.var(name) else { return Ok(None) };
+    let value = value.to_string();
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    crate::text::decimal(value.trim())
+        .map(Some)
+        .ok_or_else(|| ApiError::misconfigured(500, format!("{name} must be a whole number")))
+}
+
+/// The daily storage cap of a caller's own Replicate token, in bytes.
+pub fn user_token_daily_bytes(cx: &RequestContext) -> Result<u64, ApiError> {
+    Ok(var_number(cx, "USER_TOKEN_DAILY_BYTES")?.unwrap_or(DEFAULT_USER_TOKEN_DAILY_BYTES))
+}
+
+/// Checks the caller's limits before a generation is sent to Replicate
+/// (a 429 with `Retry-After` and `RateLimit-*` when over one), then counts
+/// the generation. The operator has no limits; callers with their own
+/// Replicate token have none on generations, only on what they store.
+pub async fn admit(cx: &RequestContext, caller: &Caller) -> Result<(), ApiError> {
+    let store = cx.store()?;
+    let kv = store.kv();
+    let now = now_ms();
+    let day = day_of(now);
+    if let Some(key) = &caller.key {
+        if let Ok(limiter) = cx.env.rate_limiter(KEY_LIMITER) {
+            match limiter.limit(key.id.clone()).await {
+                Ok(outcome) if !outcome.success => {
+                    let limit = var_number(cx, "KEY_LIMITER_LIMIT")?
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(DEFAULT_KEY_LIMITER_LIMIT);
+                    let (_, reset) = minute_counter(&key.id, now);
+                    return Err(too_many(limit, reset, "This API key made too many requests this minute"));
+                }
+                Ok(_) => {}
+                Err(e) => worker::console_warn!("{KEY_LIMITER}: {e}"),
+            }
+        }
+        if let Some(per_minute) = key.limits.per_minute {
+            let (counter, reset) = minute_counter(&key.id, now);
+            let used = store.get_text(&counter).await?.and_then(|t| crate::text::decimal(t.trim())).unwrap_or(0);
+            if used >= u64::from(per_minute) {
+                return Err(too_many(per_minute, reset, "This API key made too many requests this minute"));
+            }
+            if let Err(e) = store.put_text_for(&counter, (used + 1).to_string(), 120).await {
+                worker::console_warn!("{e}");
+            }
+        }
+        if let Some(per_day) = key.limits.per_day {
+            let used = read(kv, &key.id, &day).await.quota_used();
+            if let Err(reset) = quota_remaining(per_day, used, now) {
+                return Err(too_many(per_day, reset, "This API key has used its daily quota"));
+            }
+        }
+    } else if caller.is_user() {
+        let cap = user_token_daily_bytes(cx)?;
+        if read(kv, &caller.subject, &day).await.bytes_stored >= cap {
+            let reset = seconds_until_utc_midnight(now);
+            let limit = u32::try_from(cap).unwrap_or(u32::MAX);
+            return Err(too_many(limit, reset, "This Replicate token has stored its daily allowance of bytes here"));
+        }
+    }
+    add(kv, &caller.subject, Usage { generations: 1, ..Usage::default() }).await;
+    Ok(())
+}
+
+/// `GET /usage`: the caller's own usage today and their limits.
+pub async fn get(req: &Request, cx: &RequestContext) -> Result<Response, ApiError> {
+    let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
+    let query_token = url.query_pairs().find(|(k, _)| k == "replicate_token").map(|(_, v)| v.into_owned());
+    let caller = cx.caller(TokenHints { query: query_token.as_deref(), ..TokenHints::default() }).await?;
+    let day = day_of(now_ms());
+    let usage = read(cx.store()?.kv(), &caller.subject, &day).await;
+    let limits = match &caller.key {
+        Some(key) => json!({ "per_minute": key.limits.per_minute, "per_day": key.limits.per_day }),
+        None if caller.is_user() => json!({ "bytes_per_day": user_token_daily_bytes(cx)? }),
+        None => json!({}),
+    };
+    respond::json(200, &json!({ "subject": caller.subject, "day": day, "usage": usage, "limits": limits }))
+}
+
+/// `GET /admin/usage?day=YYYY-MM-DD` (today by default): every subject's usage that day.
+pub async fn admin(req: &Request, cx: &RequestContext) -> Result<Response, ApiError> {
+    super::keys::require_operator(cx)?;
+    let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
+    let day = url.query_pairs().find(|(k, _)| k == "day").map(|(_, v)| v.into_owned());
+    let day = day.unwrap_or_else(|| day_of(now_ms()));
+    if !is_day(&day) {
+        return Err(ApiError::invalid_input("day must be YYYY-MM-DD"));
+    }
+    let kv = cx.store()?.kv();
+    let prefix = format!("{DAY_INDEX_PREFIX}{day}:");
+    let mut subjects = Vec::new();
+    let mut cursor = None;
+    loop {
+        let mut list = kv.list().prefix(prefix.clone()).limit(1000);
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
+        subjects.extend(page.keys.into_iter().map(|k| k.name[prefix.len()..].to_owned()));
+        match page.cursor.filter(|_| !page.list_complete) {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let usages = futures_util::future::join_all(subjects.iter().map(|s| read(kv, s, &day))).await;
+    let usage: Vec<_> =
+        subjects.iter().zip(usages).map(|(subject, usage)| json!({ "subject": subject, "usage": usage })).collect();
+    respond::json(200, &json!({ "day": day, "usage": usage }))
+}

@@ -1,0 +1,246 @@
+// API keys: the admin API and its command, limits checked before Replicate
+// is called, usage, image ownership, CORS, and no secret kept in KV.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  AUTH_TOKEN,
+  SERVICE_REPLICATE_TOKEN,
+  USER_REPLICATE_TOKEN,
+  createsFor,
+  eventually,
+  generate,
+  stored,
+  uniquePrompt,
+  worker,
+  workerWith,
+} from "./harness.mjs";
+import { main as keysCommand } from "../scripts/keys.mjs";
+
+const ADMIN = { authorization: `Bearer ${AUTH_TOKEN}` };
+const madeKeys = [];
+
+async function createKey(w, body = {}) {
+  const res = await w.fetch("/admin/keys", {
+    method: "POST",
+    headers: { ...ADMIN, "content-type": "application/json" },
+    body: JSON.stringify({ name: "test key", ...body }),
+  });
+  assert.equal(res.status, 201);
+  const created = await res.json();
+  assert.match(created.key, /^fg_[0-9a-z]{8}_[0-9a-z]{32}$/);
+  madeKeys.push(created.key);
+  return created;
+}
+
+const as = (key) => ({ authorization: `Bearer ${key}` });
+
+async function generateAs(w, key, prompt) {
+  return generate(w, { prompt }, as(key));
+}
+
+function assertRateLimited(res) {
+  assert.equal(res.status, 429);
+  assert.ok(Number(res.headers.get("retry-after")) >= 1);
+  assert.ok(res.headers.get("ratelimit-limit"));
+  assert.equal(res.headers.get("ratelimit-remaining"), "0");
+  assert.ok(Number(res.headers.get("ratelimit-reset")) >= 1);
+}
+
+describe("API keys", () => {
+  test("the admin API needs AUTH_TOKEN; a key is shown once and listed without it", async () => {
+    const w = await worker();
+    const denied = await w.fetch("/admin/keys", { method: "POST", body: "{}" });
+    assert.equal(denied.status, 401);
+    const created = await createKey(w, { per_day: 5, models: ["black-forest-labs/flux-schnell"] });
+    assert.deepEqual(created.limits, { per_minute: null, per_day: 5 });
+    const asKey = await w.fetch("/admin/keys", { headers: as(created.key) });
+    assert.equal(asKey.status, 401);
+    const { keys } = await (await w.fetch("/admin/keys", { headers: ADMIN })).json();
+    const listed = keys.find((k) => k.id === created.id);
+    assert.equal(listed.name, "test key");
+    assert.equal(listed.revoked_at, null);
+    assert.ok(!JSON.stringify(keys).includes(created.key));
+  });
+
+  test("a key over its own per-minute limit gets 429 before Replicate sees a create", async () => {
+    const w = await worker();
+    const { key } = await createKey(w, { per_minute: 1 });
+    assert.equal((await generateAs(w, key, uniquePrompt("minute"))).status, 200);
+    const prompt = uniquePrompt("minute over");
+    const res = await generateAs(w, key, prompt);
+    assertRateLimited(res);
+    assert.equal(res.headers.get("ratelimit-limit"), "1");
+    assert.equal((await createsFor(prompt)).length, 0);
+  });
+
+  test("the KEY_LIMITER binding refuses a key over the binding's limit", async () => {
+    const w = await workerWith({ KEY_LIMITER_LIMIT: "2" });
+    const { key } = await createKey(w);
+    for (let i = 0; i < 2; i += 1) assert.equal((await generateAs(w, key, uniquePrompt("binding"))).status, 200);
+    const prompt = uniquePrompt("binding over");
+    const res = await generateAs(w, key, prompt);
+    assertRateLimited(res);
+    assert.equal(res.headers.get("ratelimit-limit"), "2");
+    assert.equal((await createsFor(prompt)).length, 0);
+    // Also on the Replicate-compatible API.
+    const proxied = await w.fetch("/replicate/v1/models/black-forest-labs/flux-schnell/predictions", {
+      method: "POST",
+      headers: { ...as(key), "content-type": "application/json" },
+      body: JSON.stringify({ input: { prompt } }),
+    });
+    assert.equal(proxied.status, 429);
+    assert.equal((await createsFor(prompt)).length, 0);
+  });
+
+  test("the daily quota", async () => {
+    const w = await worker();
+    const { key } = await createKey(w, { per_day: 1 });
+    assert.equal((await generateAs(w, key, uniquePrompt("quota"))).status, 200);
+    const prompt = uniquePrompt("quota over");
+    const res = await generateAs(w, key, prompt);
+    assertRateLimited(res);
+    assert.equal(res.headers.get("ratelimit-limit"), "1");
+    assert.equal((await createsFor(prompt)).length, 0);
+  });
+
+  test("a revoked key is refused at once", async () => {
+    const w = await worker();
+    const { id, key } = await createKey(w);
+    assert.equal((await generateAs(w, key, uniquePrompt("before revoke"))).status, 200);
+    const revoked = await w.fetch(`/admin/keys/${id}`, { method: "DELETE", headers: ADMIN });
+    assert.equal(revoked.status, 200);
+    assert.ok((await revoked.json()).revoked_at);
+    const prompt = uniquePrompt("after revoke");
+    assert.equal((await generateAs(w, key, prompt)).status, 401);
+    assert.equal((await w.fetch("/usage", { headers: as(key) })).status, 401);
+    assert.equal((await createsFor(prompt)).length, 0);
+  });
+
+  test("usage counts a generation, what it stored and its predict time", async () => {
+    const w = await worker();
+    const { id, key } = await createKey(w);
+    const res = await generateAs(w, key, uniquePrompt("usage"));
+    assert.equal(res.status, 200);
+    await stored(w, (await res.json()).id);
+    const usage = await eventually(async () => {
+      const body = await (await w.fetch("/usage", { headers: as(key) })).json();
+      return body.usage.images_stored === 1 && body.usage.predict_time_ms > 0 && body;
+    }, 8000, "usage of the stored image");
+    assert.equal(usage.subject, id);
+    assert.equal(usage.usage.generations, 1);
+    assert.ok(usage.usage.bytes_stored > 0);
+    const day = new Date().toISOString().slice(0, 10);
+    const admin = await (await w.fetch(`/admin/usage?day=${day}`, { headers: ADMIN })).json();
+    assert.equal(admin.usage.find((u) => u.subject === id).usage.generations, 1);
+  });
+
+  test("one key cannot list or delete another's images", async () => {
+    const w = await worker();
+    const a = await createKey(w);
+    const b = await createKey(w);
+    const res = await generateAs(w, a.key, uniquePrompt("mine"));
+    const { id } = await res.json();
+    await stored(w, id);
+    const listA = await (await w.fetch("/images?limit=10", { headers: as(a.key) })).json();
+    assert.deepEqual(listA.images.map((i) => i.id), [id]);
+    assert.equal(listA.images[0].status, "stored");
+    const listB = await (await w.fetch("/images", { headers: as(b.key) })).json();
+    assert.deepEqual(listB.images, []);
+    assert.equal((await w.fetch(`/image/${id}`, { method: "DELETE", headers: as(b.key) })).status, 404);
+    assert.equal((await w.fetch(`/image/${id}`)).status, 200);
+    assert.equal((await w.fetch(`/image/${id}`, { method: "DELETE", headers: as(a.key) })).status, 204);
+    assert.equal((await w.fetch(`/image/${id}`)).status, 404);
+    const after = await (await w.fetch("/images", { headers: as(a.key) })).json();
+    assert.deepEqual(after.images, []);
+  });
+
+  test("images list newest first, cursor-paged", async () => {
+    const w = await worker();
+    const { key } = await createKey(w);
+    const ids = [];
+    for (let i = 0; i < 3; i += 1) ids.push((await (await generateAs(w, key, uniquePrompt("page"))).json()).id);
+    const first = await (await w.fetch("/images?limit=2", { headers: as(key) })).json();
+    assert.equal(first.images.length, 2);
+    assert.ok(first.cursor);
+    const second = await (await w.fetch(`/images?limit=2&cursor=${encodeURIComponent(first.cursor)}`, { headers: as(key) })).json();
+    assert.deepEqual([...first.images, ...second.images].map((i) => i.id), ids.reverse());
+  });
+
+  test("preflights from an allowed and a refused origin", async () => {
+    const w = await workerWith({ CORS_ORIGINS: "https://app.example.com" });
+    const preflight = (path, origin, method = "POST") =>
+      w.fetch(path, {
+        method: "OPTIONS",
+        headers: { origin, "access-control-request-method": method, "access-control-request-headers": "authorization, content-type" },
+      });
+    for (const path of ["/generate", "/images", "/usage", "/models", "/replicate/v1/predictions"]) {
+      const ok = await preflight(path, "https://app.example.com");
+      assert.equal(ok.status, 204, path);
+      assert.equal(ok.headers.get("access-control-allow-origin"), "https://app.example.com", path);
+      assert.equal(ok.headers.get("access-control-allow-credentials"), "true");
+      const refused = await preflight(path, "https://evil.example");
+      assert.equal(refused.headers.get("access-control-allow-origin"), null, path);
+    }
+    const del = await preflight("/image/x.png", "https://app.example.com", "DELETE");
+    assert.equal(del.headers.get("access-control-allow-origin"), "https://app.example.com");
+    const read = await w.fetch("/image/x.png", { method: "OPTIONS", headers: { origin: "https://evil.example", "access-control-request-method": "GET" } });
+    assert.equal(read.headers.get("access-control-allow-origin"), "*");
+    assert.equal(read.headers.get("access-control-allow-credentials"), null);
+    const actual = await w.fetch("/models", { headers: { origin: "https://evil.example" } });
+    assert.equal(actual.headers.get("access-control-allow-origin"), null);
+  });
+
+  test("the keys command creates, lists and revokes against a worker", async () => {
+    const w = await worker();
+    const saved = process.env.AUTH_TOKEN;
+    const log = console.log;
+    const errorLog = console.error;
+    process.env.AUTH_TOKEN = AUTH_TOKEN;
+    console.log = () => {};
+    console.error = () => {};
+    try {
+      const url = ["--url", w.url.toString()];
+      const created = await keysCommand(["create", "from the command", "--per-day", "7", ...url]);
+      madeKeys.push(created.key);
+      assert.equal(created.limits.per_day, 7);
+      const listed = await keysCommand(["list", ...url]);
+      assert.ok(listed.some((k) => k.id === created.id && k.name === "from the command"));
+      const revoked = await keysCommand(["revoke", created.id, ...url]);
+      assert.equal(revoked.id, created.id);
+      const after = await keysCommand(["list", ...url]);
+      assert.ok(after.find((k) => k.id === created.id).revoked_at);
+    } finally {
+      console.log = log;
+      console.error = errorLog;
+      if (saved === undefined) delete process.env.AUTH_TOKEN;
+      else process.env.AUTH_TOKEN = saved;
+    }
+  });
+
+  test("no key or token is kept in KV, only hashes", async () => {
+    const w = await worker();
+    const { key } = await createKey(w);
+    assert.equal((await generateAs(w, key, uniquePrompt("scan"))).status, 200);
+    const own = await generate(w, { prompt: uniquePrompt("scan own") }, { "x-replicate-token": USER_REPLICATE_TOKEN });
+    assert.equal(own.status, 200);
+    const kv = await w.mf.getKVNamespace("IMAGE_META");
+    const secrets = [...madeKeys, ...madeKeys.map((k) => k.split("_")[2]), AUTH_TOKEN, USER_REPLICATE_TOKEN, SERVICE_REPLICATE_TOKEN];
+    let cursor;
+    let scanned = 0;
+    do {
+      const page = await kv.list({ cursor });
+      for (const { name } of page.keys) {
+        const value = await kv.get(name);
+        scanned += 1;
+        for (const secret of secrets) {
+          assert.ok(!name.includes(secret), `KV key ${name} holds a secret`);
+          assert.ok(!(value ?? "").includes(secret), `KV value of ${name} holds a secret`);
+        }
+      }
+      cursor = page.list_complete ? undefined : page.cursor;
+    } while (cursor);
+    assert.ok(scanned > 0);
+    const keyRecords = (await kv.list({ prefix: "key:" })).keys.length;
+    assert.ok(keyRecords >= madeKeys.length - 1);
+  });
+});
