@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { describe, test } from "node:test";
-import { AUTH_TOKEN, SERVICE_REPLICATE_TOKEN, worker } from "./harness.mjs";
+import { AUTH_TOKEN, SERVICE_REPLICATE_TOKEN, worker, workerWith } from "./harness.mjs";
 
 const cargoVersion = readFileSync(new URL("../Cargo.toml", import.meta.url), "utf8").match(/^version = "([^"]+)"/m)[1];
 
@@ -20,6 +20,18 @@ describe("GET /health", () => {
     assert.equal(body.kv, true);
     assert.equal(body.replicate_token, true);
     assert.equal(body.model, "black-forest-labs/flux-schnell");
+  });
+
+  test("503 degraded, saying what is missing, when the service cannot work", async () => {
+    const w = await workerWith({ AUTH_TOKEN: undefined, REPLICATE_API_TOKEN: undefined, ALLOW_USER_TOKENS: "false" });
+    const res = await w.fetch("/health");
+    assert.equal(res.status, 503);
+    const body = await res.json();
+    assert.equal(body.status, "degraded");
+    assert.equal(body.missing.length, 2);
+    assert.match(body.missing.join(" "), /REPLICATE_API_TOKEN/);
+    assert.match(body.missing.join(" "), /AUTH_TOKEN/);
+    assert.ok(res.headers.get("x-request-id"));
   });
 
   test("never shows a secret", async () => {

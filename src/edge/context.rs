@@ -15,6 +15,7 @@ use crate::api_keys::KeyRecord;
 use crate::config::Config;
 use crate::credentials::{self, Credential, CredentialSources, ServiceSecrets};
 use crate::error::ApiError;
+use crate::request_log::Noted;
 use crate::usage::{token_subject, SERVICE_SUBJECT};
 
 static CONFIG: OnceLock<Result<Config, ApiError>> = OnceLock::new();
@@ -105,6 +106,8 @@ pub struct RequestContext {
     header_token: Option<String>,
     /// The subject of the caller, once identified.
     subject: RefCell<Option<String>>,
+    /// What handlers note for the request's log line.
+    noted: RefCell<Noted>,
 }
 
 impl RequestContext {
@@ -128,6 +131,7 @@ impl RequestContext {
             authorization: header("Authorization"),
             header_token: header("X-Replicate-Token"),
             subject: RefCell::new(None),
+            noted: RefCell::new(Noted::default()),
         }
     }
 
@@ -200,6 +204,15 @@ impl RequestContext {
     }
 
     /// The subject of the caller identified for this request, if any.
+    /// Notes something for the request's log line.
+    pub fn note(&self, f: impl FnOnce(&mut Noted)) {
+        f(&mut self.noted.borrow_mut());
+    }
+
+    pub fn noted(&self) -> Noted {
+        self.noted.borrow().clone()
+    }
+
     pub fn subject(&self) -> Option<String> {
         self.subject.borrow().clone()
     }

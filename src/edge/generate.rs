@@ -142,7 +142,12 @@ async fn generate(
     replicate: &Replicate,
     job: Job,
 ) -> Result<Generated, ApiError> {
+    cx.note(|n| {
+        n.model = Some(choice.model.to_string());
+        n.prompt = job.input.get("prompt").and_then(Value::as_str).map(str::to_owned);
+    });
     let prediction = run(cx, config, choice, schema, replicate, &job).await?;
+    cx.note(|n| n.prediction_id = Some(prediction.id.clone()));
     let seed = job.input.get("seed").cloned();
     let model = choice.model.model();
     let requested = schema.output_format(&job.input).and_then(ImageKind::from_ext);

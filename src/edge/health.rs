@@ -1,11 +1,13 @@
 //! `GET /health`: the service version and which bindings and secrets are
-//! configured. Never the secrets themselves.
+//! configured, never the secrets themselves; 503 with what is missing when
+//! the service cannot work.
 
 use serde_json::json;
 use worker::Response;
 
 use super::{respond, RequestContext, IMAGES_BUCKET, METADATA_KV};
 use crate::error::ApiError;
+use crate::health::{missing, Setup};
 
 pub async fn get(cx: &RequestContext) -> Result<Response, ApiError> {
     let config = cx.config();
@@ -13,8 +15,23 @@ pub async fn get(cx: &RequestContext) -> Result<Response, ApiError> {
         Ok(store) => store.lost_count().await.ok(),
         Err(_) => None,
     };
+    let setup = Setup {
+        config_ok: config.is_ok(),
+        r2: cx.env.bucket(IMAGES_BUCKET).is_ok(),
+        kv: cx.env.kv(METADATA_KV).is_ok(),
+        replicate_token: cx.secrets.replicate_token.is_some(),
+        auth_token: cx.secrets.auth_token.is_some(),
+        allow_user_tokens: config.as_ref().is_ok_and(|c| c.allow_user_tokens),
+    };
+    let missing = missing(&setup);
+    let status = match (config.is_ok(), missing.is_empty()) {
+        (true, true) => "ok",
+        (false, _) => "misconfigured",
+        (true, false) => "degraded",
+    };
     let body = json!({
-        "status": if config.is_ok() { "ok" } else { "misconfigured" },
+        "status": status,
+        "missing": missing,
         "service": "fluxgate",
         "version": crate::VERSION,
         "r2": cx.env.bucket(IMAGES_BUCKET).is_ok(),
@@ -28,5 +45,5 @@ pub async fn get(cx: &RequestContext) -> Result<Response, ApiError> {
         // Images never stored before Replicate removed their output.
         "lost_images": lost,
     });
-    respond::json(200, &body)
+    respond::json(if missing.is_empty() { 200 } else { 503 }, &body)
 }

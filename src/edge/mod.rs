@@ -31,6 +31,7 @@ mod usage;
 use worker::{event, Context, Env, Request, Response, Result};
 
 use crate::error::ApiError;
+use crate::request_log::{self, route_of};
 use crate::routes::{self, Route};
 pub use context::RequestContext;
 
@@ -48,8 +49,10 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let started = worker::Date::now().as_millis();
     let inner = Clone::clone(req.inner()); // the same JS object, not Request.clone()
     let cx = RequestContext::new(&req, env, ctx);
+    let (method, path) = (req.method().to_string(), req.path());
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let cors = cors::CorsRequest {
         origin: header("Origin"),
@@ -61,6 +64,21 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let mut response = dispatch(req, &cx).await;
     cors::apply(&cx.env, &cors, &mut response);
     let _ = response.headers_mut().set("X-Request-Id", &cx.request_id);
+    let bytes = response.headers().get("Content-Length").ok().flatten().and_then(|v| crate::text::decimal(&v));
+    let duration = worker::Date::now().as_millis().saturating_sub(started);
+    let status = response.status_code();
+    let subject = cx.subject();
+    let line = request_log::line(
+        &cx.request_id,
+        &method,
+        route_of(&path),
+        status,
+        duration,
+        subject.as_deref(),
+        &cx.noted(),
+        bytes,
+    );
+    worker::console_log!("{line}");
     drain_unread_body(&inner).await;
     Ok(response)
 }
