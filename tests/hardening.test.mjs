@@ -4,6 +4,7 @@
 // bounded proxy bodies and records, lost images, durations from outside,
 // predictions kept only when made here, and private webhook targets.
 import assert from "node:assert/strict";
+import { request } from "node:http";
 import { describe, test } from "node:test";
 import {
   AUTH_TOKEN,
@@ -233,11 +234,42 @@ describe("5. upstream text is scrubbed", () => {
 describe("6. bounded proxy bodies and records", () => {
   test("a proxy body over the limit: 413 in Replicate's shape, nothing sent", T, async () => {
     const w = await worker();
+    // Declared larger than the limit: refused before a byte of it is read.
+    const declared = await new Promise((resolve, reject) => {
+      const req = request(new URL(`/replicate/v1/models/${MODEL}/predictions`, w.url), {
+        method: "POST",
+        headers: { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json", "content-length": String(17 * 1024 * 1024) },
+      });
+      req.on("response", (res) => {
+        let text = "";
+        res.on("data", (c) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode, text }));
+      });
+      req.on("error", reject);
+      req.flushHeaders();
+    });
+    assert.equal(declared.status, 413);
+    assert.equal(typeof JSON.parse(declared.text).detail, "string");
+    // Sent without a length (chunked): refused once the limit is passed.
     const prompt = uniquePrompt("huge proxy body");
-    const body = JSON.stringify({ input: { prompt, pad: "x".repeat(17 * 1024 * 1024) } });
-    const res = await proxy(w, `/models/${MODEL}/predictions`, { method: "POST", body });
-    assert.equal(res.status, 413);
-    assert.equal(typeof (await res.json()).detail, "string");
+    const chunk = "x".repeat(1024 * 1024);
+    const body = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(`{"input":{"prompt":"${prompt}","pad":"`));
+        for (let i = 0; i < 17; i++) controller.enqueue(new TextEncoder().encode(chunk));
+        controller.enqueue(new TextEncoder().encode(`"}}`));
+        controller.close();
+      },
+    });
+    const res = await w
+      .fetch(`/replicate/v1/models/${MODEL}/predictions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json" },
+        body,
+        duplex: "half",
+      })
+      .catch(() => null);
+    if (res) assert.equal(res.status, 413);
     assert.equal((await createsFor(prompt)).length, 0);
   });
 

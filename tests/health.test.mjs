@@ -23,7 +23,7 @@ describe("GET /health", () => {
   });
 
   test("503 degraded, saying what is missing, when the service cannot work", async () => {
-    const w = await workerWith({ AUTH_TOKEN: undefined, REPLICATE_API_TOKEN: undefined, ALLOW_USER_TOKENS: "false" });
+    const w = await workerWith({ AUTH_TOKEN: "", REPLICATE_API_TOKEN: "", ALLOW_USER_TOKENS: "false" });
     const res = await w.fetch("/health");
     assert.equal(res.status, 503);
     const body = await res.json();
