@@ -1,22 +1,40 @@
 // The floor for fluxgate's figures: a minimal JavaScript worker that makes the
 // same platform calls as fluxgate's routes and nothing else (no validation,
-// no error handling). Run in the same Miniflare setup, its latency and CPU are
-// what workerd, Miniflare and the local KV/R2 simulators cost by themselves.
-// Keep it in step with the calls fluxgate makes (src/edge/persist.rs, store.rs, image.rs):
-//   GET /health          a JSON answer
-//   POST /generate       create with Prefer: wait; KV put of the record
-//                        (pending); answer; then in waitUntil: KV put of the
-//                        prediction's index, fetch the output, stream it into
-//                        R2, read its first 16 bytes back, KV put of the
-//                        record (stored)
-//   GET /image/{id}      R2 get, body streamed
+// no error handling, no checks on the bytes). Run in the same Miniflare
+// setup, its latency and CPU are what workerd, Miniflare and the local KV/R2
+// simulators cost by themselves; fluxgate minus the floor is fluxgate's own
+// code. Keep it in step with the calls fluxgate makes per request:
+//
+//   GET /health        a JSON answer, no I/O (src/edge/health.rs)
+//   POST /generate     src/edge/generate.rs, persist.rs, store.rs:
+//                      fetch: create with Prefer: wait (the emulator answers
+//                        it finished, so no poll follows);
+//                      before answering, concurrently (persist::write_records,
+//                        Store::put_record, Store::put_prediction_index):
+//                        KV put image:<id> (the record, pending, with its
+//                        KV metadata), KV put pending:<id> (with a TTL),
+//                        KV put prediction:<prediction id> (ids and input);
+//                      answer; then in waitUntil (Store::persist):
+//                        R2 head <id> (Store::already_stored),
+//                        fetch the output (Store::copy_from),
+//                        R2 put <id> streaming the body (fluxgate also tees
+//                          it to read 16 bytes and pipes it through a
+//                          FixedLengthStream: that is its own cost),
+//                        concurrently KV put image:<id> (stored) and
+//                          KV delete pending:<id> (Store::put_record)
+//   GET /image/{id}    R2 get, body streamed (src/edge/image.rs, from_r2
+//                      without conditional or range headers)
+//
+// fluxgate's /replicate/v1 routes have no equivalent here.
+const PENDING_TTL_SECONDS = 2 * 60 * 60;
+
 export default {
   async fetch(request, env, ctx) {
     const { pathname } = new URL(request.url);
-    if (pathname === "/health") return Response.json({ status: "ok" });
+    if (pathname === "/health") return Response.json({ status: "ok", service: "floor" });
     if (pathname === "/generate" && request.method === "POST") return generate(request, env, ctx);
     if (pathname.startsWith("/image/")) return image(env, pathname.slice("/image/".length));
-    return new Response("not found", { status: 404 });
+    return Response.json({ error: "Not found" }, { status: 404 });
   },
 };
 
@@ -33,31 +51,48 @@ async function generate(request, env, ctx) {
   });
   const prediction = await created.json();
   const id = `${prediction.id}.${input.output_format ?? "webp"}`;
-  const record = { id, prediction_id: prediction.id, input, status: "pending", source_url: prediction.output[0] };
-  await putRecord(env, record);
+  const record = {
+    id,
+    prediction_id: prediction.id,
+    model: env.REPLICATE_MODEL,
+    status: "pending",
+    source_url: prediction.output[0],
+    created_at: new Date().toISOString(),
+    attempts: 0,
+  };
+  await Promise.all([
+    putRecord(env, record),
+    env.IMAGE_META.put(`pending:${id}`, "", { expirationTtl: PENDING_TTL_SECONDS }),
+    env.IMAGE_META.put(`prediction:${prediction.id}`, JSON.stringify({ ids: [id], input })),
+  ]);
   ctx.waitUntil(persist(env, record));
   return Response.json({ id, imageUrl: `${new URL(request.url).origin}/image/${id}`, predictionId: prediction.id });
 }
 
 async function persist(env, record) {
-  await env.IMAGE_META.put(`prediction:${record.prediction_id}`, JSON.stringify([record.id]));
+  await env.IMAGES.head(record.id);
   const upstream = await fetch(record.source_url);
   const contentType = upstream.headers.get("content-type");
-  await env.IMAGES.put(record.id, upstream.body, { httpMetadata: { contentType } });
-  const head = await env.IMAGES.get(record.id, { range: { length: 16 } });
-  await head.arrayBuffer();
-  await putRecord(env, { ...record, status: "stored", content_type: contentType, size: head.size });
+  const stored = await env.IMAGES.put(record.id, upstream.body, { httpMetadata: { contentType } });
+  const done = { ...record, status: "stored", content_type: contentType, size: stored.size, attempts: 1 };
+  await Promise.all([putRecord(env, done), env.IMAGE_META.delete(`pending:${record.id}`)]);
 }
 
 function putRecord(env, record) {
   return env.IMAGE_META.put(`image:${record.id}`, JSON.stringify(record), {
-    metadata: { status: record.status, content_type: record.content_type, size: record.size },
+    metadata: {
+      status: record.status,
+      content_type: record.content_type,
+      size: record.size,
+      prediction_id: record.prediction_id,
+      created_at: record.created_at,
+    },
   });
 }
 
 async function image(env, id) {
   const object = await env.IMAGES.get(id);
-  if (!object) return new Response("not found", { status: 404 });
+  if (!object) return Response.json({ error: "Image not found" }, { status: 404 });
   return new Response(object.body, {
     headers: {
       "content-type": object.httpMetadata?.contentType ?? "application/octet-stream",

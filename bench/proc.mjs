@@ -30,6 +30,72 @@ export function cpuMs(pid) {
 
 export const CPU_RESOLUTION_MS = 1000 / CLOCK_TICKS_PER_SECOND;
 
+/**
+ * The CPU time `pid` has run, in nanoseconds: the sum over its threads of
+ * field 1 of /proc/<pid>/task/<tid>/schedstat (the scheduler's own run-time
+ * counter, nanosecond resolution). Where schedstat is missing, falls back to
+ * utime + stime of /proc/<pid>/stat (one clock tick, 10 ms, of resolution).
+ * Threads that exit take their time with them; workerd's threads live as
+ * long as the process.
+ */
+export function cpuNs(pid) {
+  if (SCHEDSTAT) {
+    let sum = 0;
+    let tids;
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      throw new Error(`process ${pid} is gone`);
+    }
+    for (const tid of tids) {
+      try {
+        sum += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      } catch {}
+    }
+    return sum;
+  }
+  return cpuMs(pid) * 1e6;
+}
+
+/** Whether /proc/<pid>/task/<tid>/schedstat gives nanosecond run times here. */
+export const SCHEDSTAT = (() => {
+  try {
+    const [run] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ");
+    return Number(run) > 0;
+  } catch {
+    return false;
+  }
+})();
+
+/** How CPU time per request is read, for the report. */
+export const CPU_SOURCE = SCHEDSTAT
+  ? "sum of /proc/<pid>/task/*/schedstat run time (ns resolution)"
+  : `utime + stime of /proc/<pid>/stat (${1000 / CLOCK_TICKS_PER_SECOND} ms ticks)`;
+
+/**
+ * Resolves to cpuNs(pid) once the process has used at most `thresholdNs` of
+ * CPU over `windowMs` (its trailing work, waitUntil included, is done), or
+ * after `maxMs`. Resolves to { ns, quietMs, timedOut }.
+ */
+export async function quietCpu(pid, { windowMs = 50, pollMs = 5, thresholdNs = 100_000, maxMs = 10_000 } = {}) {
+  if (!SCHEDSTAT) thresholdNs = Math.max(thresholdNs, 1e9 / CLOCK_TICKS_PER_SECOND);
+  const started = performance.now();
+  let windowStart = performance.now();
+  let base = cpuNs(pid);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, pollMs));
+    const now = cpuNs(pid);
+    const t = performance.now();
+    if (now - base > thresholdNs) {
+      base = now;
+      windowStart = t;
+    } else if (t - windowStart >= windowMs) {
+      return { ns: now, waitedMs: t - started, timedOut: false };
+    }
+    if (t - started > maxMs) return { ns: now, waitedMs: t - started, timedOut: true };
+  }
+}
+
 /** Resident set size in bytes (VmRSS). */
 export function rssBytes(pid) {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
