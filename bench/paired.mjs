@@ -1,4 +1,4 @@
-// Paired, interleaved CPU measurement of one request kind on several workers
+// Paired, interleaved CPU measurement of request kinds on several workers
 // (each its own workerd process): batches of k consecutive requests, one at a
 // time, to each worker in turn, the order rotated from one set to the next;
 // each batch's CPU is the change in that process's CPU time from before its
@@ -18,8 +18,10 @@ const envInt = (name, fallback) => {
 
 /** Rounds per kind; the range reported is min..max of the per-round medians. */
 export const ROUNDS = envInt("BENCH_ROUNDS", 5);
-/** Sets (A, A2, B in rotated order) per round. */
-export const SETS_PER_ROUND = envInt("BENCH_SETS", 4);
+/** Rounds done whatever the time budget (see measurePaired). */
+export const MIN_ROUNDS = Math.min(ROUNDS, 3);
+/** Sets (A, A2, B, in an order rotated through all six) per kind and round. */
+export const SETS_PER_ROUND = envInt("BENCH_SETS", 6);
 /** Multiplies every kind's batch size (requests per batch). */
 const BATCH_SCALE = Number(process.env.BENCH_BATCH_SCALE) > 0 ? Number(process.env.BENCH_BATCH_SCALE) : 1;
 /**
@@ -28,7 +30,7 @@ const BATCH_SCALE = Number(process.env.BENCH_BATCH_SCALE) > 0 ? Number(process.e
  */
 export const QUIET_MS = envInt("BENCH_QUIET_MS", 50);
 export const QUIET_NS = 100_000;
-const IDLE_SAMPLE_MS = 500;
+const IDLE_SAMPLE_MS = 200;
 const COPY_TIMEOUT_MS = 30_000;
 
 export const GENERATE_INPUT = { prompt: "fluxgate benchmark", seed: 7 };
@@ -63,7 +65,7 @@ const generate = (worker, input) =>
  * per batch), targetMs (the most fluxgate may cost above the floor, per
  * request), copies (waitUntil copies into R2 to wait for), and
  * request(worker, state) issuing one unit of work (state comes from
- * prepare(subjects), run once before measuring). A kind whose first request
+ * prepare(workers), run on each round's new workers before measuring). A kind whose first request
  * answers 404 is reported as not measured: its route does not exist yet.
  * To measure a new route, add a kind here (the floor too, if it can mirror it).
  */
@@ -83,15 +85,15 @@ export const KINDS = [
     floor: true,
     batch: 10,
     targetMs: 0.1,
-    // The same bytes under the same id in every worker's R2.
+    // The same bytes under the same id in every worker's R2, put there the same way.
     async prepare(subjects) {
-      const [first, ...others] = subjects;
+      const [first] = subjects;
       const { bytes } = await generate(first, SMALL_IMAGE_INPUT);
       const { id } = JSON.parse(bytes);
       await waitCopies(first);
       const { res, bytes: image } = await call(first, "GET", `/image/${id}`);
       const contentType = res.headers.get("content-type");
-      for (const w of others) await (await w.mf.getR2Bucket("IMAGES")).put(id, image, { httpMetadata: { contentType } });
+      for (const w of subjects) await (await w.mf.getR2Bucket("IMAGES")).put(id, image, { httpMetadata: { contentType } });
       return { path: `/image/${id}`, bytes: image.length, contentType };
     },
     request: (w, state) => call(w, "GET", state.path),
@@ -106,7 +108,7 @@ export const KINDS = [
   },
   {
     key: "replicate",
-    name: "/replicate/v1 create (Prefer: wait) + GET prediction, per pair",
+    name: "/replicate/v1 create (Prefer: wait), then GET it: per create + get",
     floor: false,
     batch: 4,
     targetMs: null,
@@ -164,6 +166,12 @@ const TINY_PNG = Buffer.from(
     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082",
   "hex",
 );
+
+/** KINDS, or those named in BENCH_KINDS (keys, comma-separated). */
+function selectedKinds() {
+  const wanted = process.env.BENCH_KINDS?.split(",").map((k) => k.trim()).filter(Boolean);
+  return wanted?.length ? KINDS.filter((k) => wanted.includes(k.key)) : KINDS;
+}
 
 /** Waits until the worker has no copy into R2 left to do (its pending: index is empty). */
 export async function waitCopies(worker, timeoutMs = COPY_TIMEOUT_MS) {
@@ -246,118 +254,157 @@ const percentile = (values, p) => {
 /** Median over all sets and range (min..max of the per-round medians) of one series of differences. */
 export function summarize(rounds) {
   const all = rounds.flat();
-  const perRound = rounds.map(median);
+  const perRound = rounds.map(median).filter((v) => v != null);
   return { median: median(all), min: Math.min(...perRound), max: Math.max(...perRound), perRound, n: all.length };
 }
 
 /**
- * Measures one kind. subjects: { A, A2, B } (B = floor; unused when the kind
- * has no floor equivalent). Resolves to the figures, or { skipped: reason }.
+ * The paired measurement. Every round starts three new Miniflare instances,
+ * A (fluxgate), A2 (fluxgate again) and B (the floor), in a rotated order,
+ * timing each to its first answer (the start-up figures), then measures
+ * every kind on them, SETS_PER_ROUND sets each, and disposes of them. Fresh
+ * processes per round put process-to-process differences (memory layout,
+ * JIT decisions, where the scheduler runs them) into the per-round spread,
+ * where the A/A range shows them, rather than into every figure of the run.
+ * Rounds stop early, once MIN_ROUNDS are done, when the run overruns
+ * `budgetSeconds` (a busy machine).
+ *
+ * start(label, script) resolves to a started worker ({ mf, url, pid, firstAnswerMs }).
  */
-export async function measureKind(kind, subjects, log) {
-  const workers = kind.floor ? [subjects.A, subjects.A2, subjects.B] : [subjects.A, subjects.A2];
-  let state = {};
-  try {
-    if (kind.prepare) state = await kind.prepare(workers);
-    if (state.skip) return { key: kind.key, name: kind.name, skipped: state.skip };
-    // The probe, also the first of the warm-up.
-    await kind.request(workers[0], state);
-  } catch (error) {
-    if (error instanceof Unexpected) {
-      const reason = error.status === 404 ? "the route does not exist yet (404)" : `the route answered ${error.message}`;
-      return { key: kind.key, name: kind.name, skipped: reason };
-    }
-    throw error;
-  }
-  const count = Math.max(1, Math.round(kind.batch * BATCH_SCALE));
-  log(`${kind.name}: ${ROUNDS} rounds x ${SETS_PER_ROUND} sets x ${workers.length} workers x ${count} requests`);
-  // Warm-up: a batch on each, so every isolate has compiled the route.
-  for (const w of workers) await batch(kind, w, state, count);
-  if (kind.copies) for (const w of workers) await waitCopies(w);
+export async function measurePaired({ start, kinds = selectedKinds(), budgetSeconds, log }) {
+  const started = performance.now();
+  const scripts = { A: "build/index.js", A2: "build/index.js", B: "bench/floor-worker.mjs" };
+  const labels = { A: "fluxgate", A2: "fluxgate again", B: "floor" };
+  const runs = kinds.map((kind) => ({
+    kind,
+    skipped: null,
+    state: {},
+    diff: [],
+    aa: [],
+    perWorker: { A: { cpu: [], latencies: [] }, A2: { cpu: [], latencies: [] }, B: { cpu: [], latencies: [] } },
+    late: 0,
+    timedOut: 0,
+    set: 0,
+    ms: 0,
+  }));
+  const starts = { A: [], A2: [], B: [], diff: [], aa: [] };
+  const idle = { A: [], A2: [], B: [] };
+  const startOrders = permutations(["A", "A2", "B"]);
+  log("start-up: one unmeasured start of each build");
+  for (const script of new Set(Object.values(scripts))) await (await start("warm-up", script)).mf.dispose();
 
-  const orders = permutations(workers);
-  const diff = []; // per round: B - A per set
-  const aa = []; // per round: A2 - A per set
-  const perWorker = new Map(workers.map((w) => [w.label, { cpu: [], latencies: [] }]));
-  let late = 0;
-  let timedOut = 0;
-  let set = 0;
-  for (let round = 0; round < ROUNDS; round++) {
-    diff.push([]);
-    aa.push([]);
-    for (let s = 0; s < SETS_PER_ROUND; s++, set++) {
-      const got = {};
-      for (const w of orders[set % orders.length]) {
-        const b = await batch(kind, w, state, count);
-        got[w.label] = b.cpuMsPerRequest;
-        perWorker.get(w.label).cpu.push(b.cpuMsPerRequest);
-        perWorker.get(w.label).latencies.push(...b.latencies);
-        late += b.late;
-        timedOut += b.timedOut ? 1 : 0;
+  let round = 0;
+  for (; round < ROUNDS; round++) {
+    // Stop once MIN_ROUNDS are done if another round (as long as the average) would overrun the budget.
+    const elapsed = performance.now() - started;
+    if (round >= MIN_ROUNDS && elapsed + elapsed / round > budgetSeconds * 1000) break;
+    const subjects = {};
+    try {
+      for (const who of startOrders[round % startOrders.length]) {
+        subjects[who] = { ...(await start(labels[who], scripts[who])), label: labels[who], who };
+        starts[who].push(subjects[who].firstAnswerMs);
       }
-      if (kind.floor) diff[round].push(got[subjects.B.label] - got[subjects.A.label]);
-      aa[round].push(got[subjects.A2.label] - got[subjects.A.label]);
+      starts.diff.push([subjects.A.firstAnswerMs - subjects.B.firstAnswerMs]);
+      starts.aa.push([subjects.A2.firstAnswerMs - subjects.A.firstAnswerMs]);
+      for (const who of ["A", "A2", "B"]) idle[who].push(await calibrateIdle(subjects[who]));
+      for (const run of runs) {
+        if (run.skipped) continue;
+        const t = performance.now();
+        await measureRound(run, subjects, round, log);
+        run.ms += performance.now() - t;
+      }
+    } finally {
+      for (const w of Object.values(subjects)) await w.mf.dispose();
     }
   }
-  const figures = (label) => {
-    const w = perWorker.get(label);
-    return w && { cpuMsPerRequest: median(w.cpu), p50Ms: percentile(w.latencies, 50), p99Ms: percentile(w.latencies, 99) };
+
+  const figures = (run, who) => {
+    const w = run.perWorker[who];
+    return { cpuMsPerRequest: median(w.cpu), p50Ms: percentile(w.latencies, 50), p99Ms: percentile(w.latencies, 99) };
   };
-  // B - A is the floor minus fluxgate: reported the other way round, as fluxgate's cost above the floor.
-  const over = kind.floor ? summarize(diff.map((r) => r.map((d) => -d))) : null;
+  const results = runs.map((run) => {
+    const { kind } = run;
+    if (run.skipped) return { key: kind.key, name: kind.name, skipped: run.skipped };
+    return {
+      key: kind.key,
+      name: kind.name,
+      floor: kind.floor,
+      targetMs: kind.targetMs,
+      batch: batchSize(kind),
+      rounds: run.aa.length,
+      setsPerRound: SETS_PER_ROUND,
+      seconds: run.ms / 1000,
+      fluxgate: figures(run, "A"),
+      fluxgateAgain: figures(run, "A2"),
+      floorWorker: kind.floor ? figures(run, "B") : null,
+      // Sets hold B - A (floor minus fluxgate): turned round, as fluxgate's cost above the floor.
+      difference: kind.floor ? summarize(run.diff.map((r) => r.map((d) => -d))) : null,
+      aa: summarize(run.aa),
+      lateCopyChecks: run.late,
+      quietTimeouts: run.timedOut,
+      state: { bytes: run.state.bytes, contentType: run.state.contentType },
+    };
+  });
   return {
-    key: kind.key,
-    name: kind.name,
-    floor: kind.floor,
-    targetMs: kind.targetMs,
-    batch: count,
-    rounds: ROUNDS,
-    setsPerRound: SETS_PER_ROUND,
-    fluxgate: figures(subjects.A.label),
-    fluxgateAgain: figures(subjects.A2.label),
-    floorWorker: kind.floor ? figures(subjects.B.label) : null,
-    difference: over,
-    aa: summarize(aa),
-    lateCopyChecks: late,
-    quietTimeouts: timedOut,
-    state: { bytes: state.bytes, contentType: state.contentType },
+    rounds: round,
+    kinds: results,
+    start: {
+      rounds: starts.A.length,
+      fluxgateMs: starts.A,
+      fluxgateAgainMs: starts.A2,
+      floorMs: starts.B,
+      medianFluxgateMs: median(starts.A),
+      medianFloorMs: median(starts.B),
+      difference: summarize(starts.diff),
+      aa: summarize(starts.aa),
+    },
+    idleMsPerSecond: Object.fromEntries(Object.entries(idle).map(([who, v]) => [labels[who], median(v)])),
+    seconds: (performance.now() - started) / 1000,
   };
 }
 
-/**
- * Start-up: new Miniflare -> first /health answer, for fluxgate (twice: A/A)
- * and the floor in rotated order, `rounds` times after one unmeasured start
- * of each. start(script) resolves to a started worker ({ firstAnswerMs, mf }).
- */
-export async function measureStarts(start, rounds, log) {
-  const scripts = { A: "build/index.js", A2: "build/index.js", B: "bench/floor-worker.mjs" };
-  log(`start-up: ${rounds} rounds of fluxgate, fluxgate, floor`);
-  for (const script of ["build/index.js", "bench/floor-worker.mjs"]) await (await start(script)).mf.dispose();
-  const orders = permutations(["A", "A2", "B"]);
-  const times = { A: [], A2: [], B: [] };
-  const diff = [];
-  const aa = [];
-  for (let round = 0; round < rounds; round++) {
-    const got = {};
-    for (const who of orders[round % orders.length]) {
-      const worker = await start(scripts[who]);
-      got[who] = worker.firstAnswerMs;
-      times[who].push(worker.firstAnswerMs);
-      await worker.mf.dispose();
+const batchSize = (kind) => Math.max(1, Math.round(kind.batch * BATCH_SCALE));
+
+/** One round of one kind on this round's subjects. */
+async function measureRound(run, subjects, round, log) {
+  const { kind } = run;
+  const workers = kind.floor ? [subjects.A, subjects.A2, subjects.B] : [subjects.A, subjects.A2];
+  try {
+    run.state = kind.prepare ? await kind.prepare(workers) : {};
+    if (run.state.skip) {
+      run.skipped = run.state.skip;
+      return;
     }
-    diff.push([got.A - got.B]);
-    aa.push([got.A2 - got.A]);
+    // The probe (a 404 means the route is not there yet), also the first of the warm-up.
+    await kind.request(workers[0], run.state);
+  } catch (error) {
+    if (round === 0 && error instanceof Unexpected) {
+      run.skipped = error.status === 404 ? "the route does not exist yet (404)" : `the route answered ${error.message}`;
+      return;
+    }
+    throw error;
   }
-  return {
-    rounds,
-    fluxgateMs: times.A,
-    fluxgateAgainMs: times.A2,
-    floorMs: times.B,
-    medianFluxgateMs: median(times.A),
-    medianFloorMs: median(times.B),
-    difference: summarize(diff),
-    aa: summarize(aa),
-  };
+  const count = batchSize(kind);
+  if (round === 0) log(`${kind.name}: ${SETS_PER_ROUND} sets x ${workers.length} workers x ${count} requests per round`);
+  // Warm-up: a batch on each, so every isolate has compiled the route.
+  for (const w of workers) await batch(kind, w, run.state, count);
+  if (kind.copies) for (const w of workers) await waitCopies(w);
+  const orders = permutations(workers.map((w) => w.who));
+  run.diff.push([]);
+  run.aa.push([]);
+  for (let s = 0; s < SETS_PER_ROUND; s++, run.set++) {
+    const got = {};
+    for (const who of orders[run.set % orders.length]) {
+      const b = await batch(kind, subjects[who], run.state, count);
+      got[who] = b.cpuMsPerRequest;
+      run.perWorker[who].cpu.push(b.cpuMsPerRequest);
+      run.perWorker[who].latencies.push(...b.latencies);
+      run.late += b.late;
+      run.timedOut += b.timedOut ? 1 : 0;
+    }
+    if (kind.floor) run.diff[round].push(got.B - got.A);
+    run.aa[round].push(got.A2 - got.A);
+  }
 }
 
 /**

@@ -28,8 +28,6 @@ export function cpuMs(pid) {
   return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
-export const CPU_RESOLUTION_MS = 1000 / CLOCK_TICKS_PER_SECOND;
-
 /**
  * The CPU time `pid` has run, in nanoseconds: the sum over its threads of
  * field 1 of /proc/<pid>/task/<tid>/schedstat (the scheduler's own run-time
@@ -39,22 +37,30 @@ export const CPU_RESOLUTION_MS = 1000 / CLOCK_TICKS_PER_SECOND;
  * long as the process.
  */
 export function cpuNs(pid) {
-  if (SCHEDSTAT) {
-    let sum = 0;
-    let tids;
-    try {
-      tids = readdirSync(`/proc/${pid}/task`);
-    } catch {
-      throw new Error(`process ${pid} is gone`);
-    }
-    for (const tid of tids) {
-      try {
-        sum += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-      } catch {}
-    }
-    return sum;
+  return SCHEDSTAT ? schedNs(pid).run : cpuMs(pid) * 1e6;
+}
+
+/**
+ * Summed over the threads of `pid`, from /proc/<pid>/task/<tid>/schedstat:
+ * run = ns spent running, wait = ns spent runnable but waiting for a CPU.
+ */
+function schedNs(pid) {
+  let run = 0;
+  let wait = 0;
+  let tids;
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    throw new Error(`process ${pid} is gone`);
   }
-  return cpuMs(pid) * 1e6;
+  for (const tid of tids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ");
+      run += Number(fields[0]);
+      wait += Number(fields[1]);
+    } catch {}
+  }
+  return { run, wait };
 }
 
 /** Whether /proc/<pid>/task/<tid>/schedstat gives nanosecond run times here. */
@@ -73,26 +79,34 @@ export const CPU_SOURCE = SCHEDSTAT
   : `utime + stime of /proc/<pid>/stat (${1000 / CLOCK_TICKS_PER_SECOND} ms ticks)`;
 
 /**
- * Resolves to cpuNs(pid) once the process has used at most `thresholdNs` of
- * CPU over `windowMs` (its trailing work, waitUntil included, is done), or
- * after `maxMs`. Resolves to { ns, quietMs, timedOut }.
+ * Waits until the process has used at most `thresholdNs` of CPU over
+ * `windowMs` (its trailing work, waitUntil included, is done), or `maxMs`
+ * passed. With schedstat, time its threads spent runnable but waiting for a
+ * CPU counts as not quiet: on a busy machine, work that did not get a CPU
+ * yet is not mistaken for work done. Resolves to { ns (cpuNs at the end),
+ * waitedMs, timedOut }.
  */
 export async function quietCpu(pid, { windowMs = 50, pollMs = 5, thresholdNs = 100_000, maxMs = 10_000 } = {}) {
   if (!SCHEDSTAT) thresholdNs = Math.max(thresholdNs, 1e9 / CLOCK_TICKS_PER_SECOND);
+  const busy = () => {
+    const { run, wait } = SCHEDSTAT ? schedNs(pid) : { run: cpuMs(pid) * 1e6, wait: 0 };
+    return { run, both: run + wait };
+  };
   const started = performance.now();
   let windowStart = performance.now();
-  let base = cpuNs(pid);
+  let base = busy().both;
   for (;;) {
     await new Promise((r) => setTimeout(r, pollMs));
-    const now = cpuNs(pid);
+    const sample = busy();
+    const now = sample.both;
     const t = performance.now();
     if (now - base > thresholdNs) {
       base = now;
       windowStart = t;
     } else if (t - windowStart >= windowMs) {
-      return { ns: now, waitedMs: t - started, timedOut: false };
+      return { ns: sample.run, waitedMs: t - started, timedOut: false };
     }
-    if (t - started > maxMs) return { ns: now, waitedMs: t - started, timedOut: true };
+    if (t - started > maxMs) return { ns: sample.run, waitedMs: t - started, timedOut: true };
   }
 }
 
@@ -135,19 +149,4 @@ export function rssSampler(pid, intervalMs = 50) {
       return peak;
     },
   };
-}
-
-/**
- * Resolves once `pid` has used at most one clock tick of CPU over `windowMs`
- * (its trailing work is done), or after `maxMs`.
- */
-export async function settled(pid, { windowMs = 300, maxMs = 15000 } = {}) {
-  const end = Date.now() + maxMs;
-  let last = cpuMs(pid);
-  for (;;) {
-    await new Promise((r) => setTimeout(r, windowMs));
-    const now = cpuMs(pid);
-    if (now - last <= CPU_RESOLUTION_MS || Date.now() > end) return now;
-    last = now;
-  }
 }

@@ -27,7 +27,8 @@ function runSection(r) {
     `started ${r.startedAt}, took ${fixed(0)(r.runSeconds)} s`,
     `node ${e.node}, ${e.cpus} CPUs, miniflare ${e.miniflare}, autocannon ${e.autocannon}, loopback only`,
     `load average (1 / 5 / 15 min) ${load3(e.loadAverageAtStart)} at start, ${load3(e.loadAverageAtEnd)} at end (other processes on the machine skew every figure)`,
-    `CPU per request: ${e.cpuSource}; ${e.rounds} rounds x ${e.setsPerRound} sets per kind`,
+    `a fixed loop took ${fixed(0)(e.cpuProbeMsAtStart)} ms of CPU at start, ${fixed(0)(e.cpuProbeMsAtEnd)} ms at end (how fast a core was)`,
+    `CPU per request: ${e.cpuSource}; ${r.paired ? r.paired.rounds : "-"} rounds (asked ${e.rounds}; at least ${e.minRounds}, more while within ${e.pairedBudgetSeconds} s) x ${e.setsPerRound} sets per kind`,
   ];
   if (r.health) notes.push(`autocannon: ${e.phaseSeconds} s per measured phase after ${e.warmupSeconds} s warm-up; latencies are per response, 2xx only`);
   return { title: "Run", notes };
@@ -61,11 +62,13 @@ function pairedSection(r) {
     k.floor ? ms(k.floorWorker.p99Ms) : "-",
   ]);
   const notes = [
-    "each set: a batch of k requests, one at a time, to fluxgate, to a second Miniflare of the same build (A/A) and to the floor (bench/floor-worker.mjs), in an order rotated through all six from set to set",
+    "each round starts new Miniflare instances of fluxgate, of fluxgate again (A/A) and of the floor (bench/floor-worker.mjs), warms each kind up with one batch per instance, then measures it in sets",
+    "each set: a batch of k requests, one at a time, to each instance, in an order rotated through all six from set to set",
     "a batch's CPU: its workerd process's CPU time from before the first request until the process is quiet again (waitUntil copies into R2 included: for kinds that copy, the pending: index is checked after the CPU is read and copies still running are waited for and charged), / k",
+    "k: requests per batch; fluxgate, floor: median CPU per request over the batches",
     "difference = fluxgate - floor per set, median over all sets; range = lowest .. highest per-round median; A/A = fluxgate again - fluxgate, the same way: the resolution of the method",
     "met: the range's upper end is under the target and the A/A range within it; within resolution: the A/A range strays further from zero than the target and the range does not decide",
-    `idle CPU before measuring, ms per second: ${Object.entries(r.paired.idleMsPerSecond).map(([w, v]) => `${w} ${fixed(2)(v)}`).join(", ")} (a batch ends once its process used at most ${Object.values(r.paired.quietThresholdMs).map(fixed(2)).join(" / ")} ms over ${r.environment.quietMs} ms)`,
+    `idle CPU of a new instance, median, ms per second: ${Object.entries(r.paired.idleMsPerSecond).map(([w, v]) => `${w} ${fixed(2)(v)}`).join(", ")}; a batch ends once its process used at most ${fixed(2)(r.environment.quietNs / 1e6)} ms (or 3x its idle use) over ${r.environment.quietMs} ms`,
     ...measured.filter((k) => k.lateCopyChecks || k.quietTimeouts).map((k) => `${k.name}: ${k.lateCopyChecks} batch(es) whose copies were still running when the process looked quiet, ${k.quietTimeouts} that never went quiet`),
     ...skipped.map((k) => `not measured yet: ${k.name}: ${k.skipped}`),
   ];
@@ -100,7 +103,7 @@ function sizeSection(r) {
       ["A/A, fluxgate again - fluxgate: median (range)", `${sms(st.aa.median)} ms (${range(st.aa.min, st.aa.max, signed(1))})`],
     );
     notes.push(
-      `starts interleaved (fluxgate, fluxgate again, floor in rotated order), after one unmeasured start of each`,
+      `the paired rounds' starts (fluxgate, fluxgate again, floor, in a rotated order), after one unmeasured start of each build; range over rounds`,
       `fluxgate ${st.fluxgateMs.map(fixed(1)).join(", ")} ms; again ${st.fluxgateAgainMs.map(fixed(1)).join(", ")} ms; floor ${st.floorMs.map(fixed(1)).join(", ")} ms`,
     );
   }

@@ -6,12 +6,14 @@
 //
 // 1. CPU per request, paired: fluxgate vs the floor and vs a second copy of
 //    itself (A/A), in interleaved batches (bench/paired.mjs).
-// 2. Start-up, interleaved the same way; wasm size.
+// 2. Start-up (new Miniflare -> first answer), timed on each round's new
+//    instances of the paired measurement; wasm size.
 // 3. Throughput and latency under concurrency with autocannon (fluxgate only),
 //    latencies compared with the previous run's LATEST.md.
 //
 // Knobs (environment): BENCH_ROUNDS, BENCH_SETS, BENCH_BATCH_SCALE,
-// BENCH_QUIET_MS (paired CPU); BENCH_START_ROUNDS; BENCH_SECONDS (autocannon
+// BENCH_QUIET_MS, BENCH_PAIRED_SECONDS (paired CPU and start-up: rounds stop,
+// once 3 are done, when this budget is spent); BENCH_SECONDS (autocannon
 // phase length); BENCH_LATENCY_SLACK (fraction a latency may exceed the
 // previous run's and still count as no worse); BENCH_ONLY=paired|load.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -22,11 +24,9 @@ import { readBaseline } from "./baseline.mjs";
 import { load, PHASE_SECONDS, WARMUP_SECONDS } from "./load.mjs";
 import { CPU_SOURCE, rssBytes, rssSampler } from "./proc.mjs";
 import {
-  calibrateIdle,
   GENERATE_INPUT,
-  KINDS,
-  measureKind,
-  measureStarts,
+  measurePaired,
+  MIN_ROUNDS,
   QUIET_MS,
   QUIET_NS,
   ROUNDS,
@@ -37,7 +37,7 @@ import {
 import { renderMarkdown, renderText } from "./report.mjs";
 import { AUTH_TOKEN, REPLICATE_TOKEN, root, startEmulator, startStaticServer, startWorker } from "./services.mjs";
 
-const START_ROUNDS = Number(process.env.BENCH_START_ROUNDS) > 0 ? Number(process.env.BENCH_START_ROUNDS) : 5;
+const PAIRED_BUDGET_SECONDS = Number(process.env.BENCH_PAIRED_SECONDS) > 0 ? Number(process.env.BENCH_PAIRED_SECONDS) : 75;
 const LATENCY_SLACK = Number.isFinite(Number(process.env.BENCH_LATENCY_SLACK)) && process.env.BENCH_LATENCY_SLACK
   ? Number(process.env.BENCH_LATENCY_SLACK)
   : 0.1;
@@ -68,24 +68,26 @@ function sizes() {
   };
 }
 
+/**
+ * A fixed loop's CPU time in this process, in ms: how fast a core is right
+ * now (a busy machine makes it slower; workerd's CPU per request grows more).
+ */
+function cpuProbe() {
+  const before = process.cpuUsage();
+  let x = 0;
+  for (let i = 0; i < 3e7; i++) x = (x + i * 7) % 1000003;
+  const { user, system } = process.cpuUsage(before);
+  return x >= 0 ? (user + system) / 1000 : 0;
+}
+
 // ------------------------------------------------------------ paired CPU
 
-async function pairedPhase(emulator) {
-  const started = performance.now();
-  const subjects = {};
-  try {
-    subjects.A = { label: "fluxgate", ...(await startWorker(emulator.url)) };
-    subjects.A2 = { label: "fluxgate again", ...(await startWorker(emulator.url)) };
-    subjects.B = { label: "floor", ...(await startWorker(emulator.url, "bench/floor-worker.mjs")) };
-    const idle = {};
-    for (const w of Object.values(subjects)) idle[w.label] = await calibrateIdle(w);
-    const kinds = [];
-    for (const kind of KINDS) kinds.push(await measureKind(kind, subjects, log));
-    const quietMs = Object.fromEntries(Object.values(subjects).map((w) => [w.label, w.quietNs / 1e6]));
-    return { kinds, idleMsPerSecond: idle, quietThresholdMs: quietMs, seconds: (performance.now() - started) / 1000 };
-  } finally {
-    for (const w of Object.values(subjects)) await w.mf.dispose();
-  }
+function pairedPhase(emulator) {
+  return measurePaired({
+    start: (_label, script) => startWorker(emulator.url, script),
+    budgetSeconds: PAIRED_BUDGET_SECONDS,
+    log,
+  });
 }
 
 // ------------------------------------------------------------ autocannon
@@ -321,6 +323,7 @@ async function main() {
         node: process.version,
         cpus: availableParallelism(),
         loadAverageAtStart: loadavg(),
+        cpuProbeMsAtStart: cpuProbe(),
         autocannon: packageVersion("autocannon"),
         miniflare: packageVersion("miniflare"),
         phaseSeconds: PHASE_SECONDS,
@@ -330,7 +333,8 @@ async function main() {
         setsPerRound: SETS_PER_ROUND,
         quietMs: QUIET_MS,
         quietNs: QUIET_NS,
-        startRounds: START_ROUNDS,
+        minRounds: MIN_ROUNDS,
+        pairedBudgetSeconds: PAIRED_BUDGET_SECONDS,
         latencySlack: LATENCY_SLACK,
       },
       baseline: baseline && { from: baseline.from, startedAt: baseline.startedAt },
@@ -339,14 +343,15 @@ async function main() {
     const emulator = await startEmulator();
     cleanups.push(() => emulator.close());
     if (ONLY !== "load") {
-      results.start = await measureStarts((script) => startWorker(emulator.url, script), START_ROUNDS, log);
       results.paired = await pairedPhase(emulator);
+      results.start = results.paired.start;
     }
     if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator));
     results.latency = latencies(results);
     results.targets = targets(results);
     results.latencyTargets = latencyTargets(results.latency, baseline);
     results.environment.loadAverageAtEnd = loadavg();
+    results.environment.cpuProbeMsAtEnd = cpuProbe();
     results.runSeconds = (performance.now() - clock) / 1000;
     writeResults(results);
     process.stdout.write(renderText(results));
