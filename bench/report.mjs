@@ -186,7 +186,7 @@ function targetSection(r) {
     t.pct,
     ms(t.now),
     t.before == null ? "-" : ms(t.before),
-    t.before == null ? "-" : ratio(t.ratio),
+    t.ratio == null ? "-" : ratio(t.ratio),
     t.result,
   ]);
   const tables = [table([left("target"), "figure", "range", "A/A range", "limit", left("result")], rows)];

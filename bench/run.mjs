@@ -295,6 +295,7 @@ function latencyTargets(current, baseline) {
   return Object.entries(current).flatMap(([name, now]) =>
     ["p50", "p99"].map((pct) => {
       const before = baseline?.latency?.[name]?.[pct];
+      if (now[pct] == null) return { name, pct, now: null, before, result: "no figure (no 2xx answers)" };
       if (before == null) return { name, pct, now: now[pct], before: null, result: "no baseline" };
       const ok = now[pct] <= before * (1 + LATENCY_SLACK);
       return { name, pct, now: now[pct], before, ratio: now[pct] / before, result: ok ? "met" : "NOT met" };
