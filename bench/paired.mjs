@@ -144,11 +144,18 @@ export const KINDS = [
   },
   {
     key: "upload",
-    name: "POST /upload (an image kept in R2)",
+    name: "POST /uploads of the ~100 KB image",
     floor: false,
     batch: 4,
     targetMs: null,
-    request: (w) => call(w, "POST", "/upload", { headers: { ...auth, "content-type": "image/png" }, body: TINY_PNG }),
+    async prepare([first]) {
+      const { bytes } = await generate(first, SMALL_IMAGE_INPUT);
+      await waitCopies(first);
+      const { res, bytes: image } = await call(first, "GET", `/image/${JSON.parse(bytes).id}`);
+      return { image, contentType: res.headers.get("content-type") };
+    },
+    request: (w, state) =>
+      call(w, "POST", "/uploads", { headers: { ...auth, "content-type": state.contentType }, body: state.image, expect: 201 }),
   },
   {
     key: "webhook",
@@ -160,12 +167,6 @@ export const KINDS = [
       call(w, "POST", "/webhooks/replicate", { headers: json, body: JSON.stringify({ id: "bench", status: "succeeded" }) }),
   },
 ];
-
-const TINY_PNG = Buffer.from(
-  "89504e470d0a1a0a0000000d4948445200000001000000010806000000" +
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082",
-  "hex",
-);
 
 /** KINDS, or those named in BENCH_KINDS (keys, comma-separated). */
 function selectedKinds() {
