@@ -4,7 +4,9 @@
 // each batch's CPU is the change in that process's CPU time from before its
 // first request until the process is quiet again (its waitUntil work done),
 // divided by k. Differences are taken within a set, so drifts of the machine
-// (other load, frequency, caches) that are slower than a set cancel out.
+// (other load, frequency, caches) that are slower than a set cancel out; new
+// processes every round put differences between processes into the spread
+// across rounds.
 //
 // Subjects: A = fluxgate, A2 = a second Miniflare of the same build (the A/A
 // calibration: what a difference of nothing measures as), B = the floor.
@@ -16,7 +18,7 @@ const envInt = (name, fallback) => {
   return Number.isInteger(value) && value > 0 ? value : fallback;
 };
 
-/** Rounds per kind; the range reported is min..max of the per-round medians. */
+/** Rounds (each on new instances); the range reported is min..max of the per-round medians. */
 export const ROUNDS = envInt("BENCH_ROUNDS", 5);
 /** Rounds done whatever the time budget (see measurePaired). */
 export const MIN_ROUNDS = Math.min(ROUNDS, 3);
