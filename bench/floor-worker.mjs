@@ -1,28 +1,87 @@
 // The floor for fluxgate's figures: a minimal JavaScript worker that makes the
 // same platform calls as fluxgate's routes and nothing else (no validation,
-// no error handling). Run in the same Miniflare setup, its latency and CPU are
-// what workerd, Miniflare and the local KV/R2 simulators cost by themselves.
-// Keep it in step with the calls fluxgate makes (src/edge/persist.rs, store.rs, image.rs):
-//   GET /health          a JSON answer
-//   POST /generate       create with Prefer: wait; KV put of the record
-//                        (pending); answer; then in waitUntil: KV put of the
-//                        prediction's index, fetch the output, stream it into
-//                        R2, read its first 16 bytes back, KV put of the
-//                        record (stored)
-//   GET /image/{id}      R2 get, body streamed
+// no error handling, no checks on the bytes). Run in the same Miniflare
+// setup, its latency and CPU are what workerd, Miniflare and the local KV/R2
+// simulators cost by themselves; fluxgate minus the floor is fluxgate's own
+// code. Keep it in step with the calls fluxgate makes per request:
+//
+//   GET /health        KV get stats:lost (src/edge/health.rs, Store::lost_count)
+//   POST /generate     src/edge/generate.rs, usage.rs, persist.rs, store.rs,
+//                      called with AUTH_TOKEN (subject "service", no limits;
+//                      the model's schema is kept per isolate after the
+//                      first request, so no schema call follows):
+//                      usage::admit -> usage::add: KV get usage:service:<day>,
+//                        KV put of it (and KV put usage-day:<day>:service
+//                        when KV had no usage for the day yet);
+//                      fetch: create with Prefer: wait (the emulator answers
+//                        it finished, so no poll follows);
+//                      before answering, concurrently (persist::keep_outputs,
+//                        write_records, Store::put_record, put_prediction_index):
+//                        KV put owner:service:<inverted time>:<id> (the
+//                        owner's index), KV put image:<id> (the record,
+//                        pending, with its KV metadata), KV put pending:<id>
+//                        (with a TTL), KV put prediction:<prediction id>;
+//                      answer; then in waitUntil (Store::persist):
+//                        R2 head <id> (Store::already_stored),
+//                        fetch the output (Store::copy_from),
+//                        R2 put <id> streaming the body (fluxgate also tees
+//                          it to read 16 bytes and pipes it through a
+//                          FixedLengthStream: that is its own cost),
+//                        concurrently KV put image:<id> (stored) and
+//                          KV delete pending:<id> (Store::put_record),
+//                        usage::count_stored: KV get + KV put of
+//                          usage:service:<day>,
+//                        and when the prediction reports a predict_time of
+//                          at least 0.5 ms, usage::add again (KV get + put)
+//   GET /image/{id}    R2 get, body streamed (src/edge/image.rs, from_r2
+//                      without conditional or range headers)
+//
+// fluxgate's /replicate/v1 routes and POST /uploads have no equivalent here.
+const PENDING_TTL_SECONDS = 2 * 60 * 60;
+const SUBJECT = "service";
+/** A time later than any image's, in ms (owner index keys hold this - created). */
+const INVERTED_FROM_MS = 9_999_999_999_999;
+
 export default {
   async fetch(request, env, ctx) {
     const { pathname } = new URL(request.url);
-    if (pathname === "/health") return Response.json({ status: "ok" });
+    if (pathname === "/health") return health(env);
     if (pathname === "/generate" && request.method === "POST") return generate(request, env, ctx);
     if (pathname.startsWith("/image/")) return image(env, pathname.slice("/image/".length));
-    return new Response("not found", { status: 404 });
+    return Response.json({ error: "Not found" }, { status: 404 });
   },
 };
 
+async function health(env) {
+  const lost = await env.IMAGE_META.get("stats:lost");
+  return Response.json({ status: "ok", service: "floor", lost_images: Number(lost ?? 0) });
+}
+
+let model;
+/** owner/name of the model /generate runs when none is named (DEFAULT_MODEL in MODELS), read once. */
+function defaultModel(env) {
+  if (!model) {
+    const entries = Object.fromEntries((env.MODELS ?? "").split(",").map((e) => e.trim().split("=").map((p) => p.trim())));
+    model = entries[env.DEFAULT_MODEL] ?? env.REPLICATE_MODEL ?? "black-forest-labs/flux-schnell";
+  }
+  return model;
+}
+
+/** Adds `delta` to the subject's usage of today (usage::add). */
+async function addUsage(env, delta) {
+  const day = new Date().toISOString().slice(0, 10);
+  const key = `usage:${SUBJECT}:${day}`;
+  const text = await env.IMAGE_META.get(key);
+  const usage = text ? JSON.parse(text) : {};
+  for (const [name, value] of Object.entries(delta)) usage[name] = (usage[name] ?? 0) + value;
+  await env.IMAGE_META.put(key, JSON.stringify(usage));
+  if (text === null) await env.IMAGE_META.put(`usage-day:${day}:${SUBJECT}`, "");
+}
+
 async function generate(request, env, ctx) {
   const { input } = await request.json();
-  const created = await fetch(`${env.REPLICATE_API_BASE}/v1/models/${env.REPLICATE_MODEL}/predictions`, {
+  await addUsage(env, { generations: 1 });
+  const created = await fetch(`${env.REPLICATE_API_BASE}/v1/models/${defaultModel(env)}/predictions`, {
     method: "POST",
     headers: {
       authorization: `Bearer ${env.REPLICATE_API_TOKEN}`,
@@ -33,31 +92,54 @@ async function generate(request, env, ctx) {
   });
   const prediction = await created.json();
   const id = `${prediction.id}.${input.output_format ?? "webp"}`;
-  const record = { id, prediction_id: prediction.id, input, status: "pending", source_url: prediction.output[0] };
-  await putRecord(env, record);
-  ctx.waitUntil(persist(env, record));
+  const record = {
+    id,
+    prediction_id: prediction.id,
+    model: defaultModel(env),
+    status: "pending",
+    source_url: prediction.output[0],
+    created_at: new Date().toISOString(),
+    owner: SUBJECT,
+    attempts: 0,
+  };
+  const inverted = String(INVERTED_FROM_MS - Date.parse(record.created_at)).padStart(13, "0");
+  await Promise.all([
+    env.IMAGE_META.put(`owner:${SUBJECT}:${inverted}:${id}`, ""),
+    putRecord(env, record),
+    env.IMAGE_META.put(`pending:${id}`, "", { expirationTtl: PENDING_TTL_SECONDS }),
+    env.IMAGE_META.put(`prediction:${prediction.id}`, JSON.stringify({ ids: [id], input })),
+  ]);
+  const predictTimeMs = Math.round((prediction.metrics?.predict_time ?? 0) * 1000);
+  ctx.waitUntil(persist(env, record, predictTimeMs));
   return Response.json({ id, imageUrl: `${new URL(request.url).origin}/image/${id}`, predictionId: prediction.id });
 }
 
-async function persist(env, record) {
-  await env.IMAGE_META.put(`prediction:${record.prediction_id}`, JSON.stringify([record.id]));
+async function persist(env, record, predictTimeMs) {
+  await env.IMAGES.head(record.id);
   const upstream = await fetch(record.source_url);
   const contentType = upstream.headers.get("content-type");
-  await env.IMAGES.put(record.id, upstream.body, { httpMetadata: { contentType } });
-  const head = await env.IMAGES.get(record.id, { range: { length: 16 } });
-  await head.arrayBuffer();
-  await putRecord(env, { ...record, status: "stored", content_type: contentType, size: head.size });
+  const stored = await env.IMAGES.put(record.id, upstream.body, { httpMetadata: { contentType } });
+  const done = { ...record, status: "stored", content_type: contentType, size: stored.size, attempts: 1 };
+  await Promise.all([putRecord(env, done), env.IMAGE_META.delete(`pending:${record.id}`)]);
+  await addUsage(env, { images_stored: 1, bytes_stored: stored.size });
+  if (predictTimeMs > 0) await addUsage(env, { predict_time_ms: predictTimeMs });
 }
 
 function putRecord(env, record) {
   return env.IMAGE_META.put(`image:${record.id}`, JSON.stringify(record), {
-    metadata: { status: record.status, content_type: record.content_type, size: record.size },
+    metadata: {
+      status: record.status,
+      content_type: record.content_type,
+      size: record.size,
+      prediction_id: record.prediction_id,
+      created_at: record.created_at,
+    },
   });
 }
 
 async function image(env, id) {
   const object = await env.IMAGES.get(id);
-  if (!object) return new Response("not found", { status: 404 });
+  if (!object) return Response.json({ error: "Image not found" }, { status: 404 });
   return new Response(object.body, {
     headers: {
       "content-type": object.httpMetadata?.contentType ?? "application/octet-stream",

@@ -4,7 +4,7 @@
 import autocannon from "autocannon";
 
 /** Seconds per measured phase and per warm-up; BENCH_SECONDS shortens or lengthens a run. */
-export const PHASE_SECONDS = Number(process.env.BENCH_SECONDS || 6);
+export const PHASE_SECONDS = Number(process.env.BENCH_SECONDS || 3);
 export const WARMUP_SECONDS = Math.max(1, Math.round(PHASE_SECONDS / 4));
 /** Hard cap on requests per phase, whatever the duration. */
 const MAX_REQUESTS = 200_000;

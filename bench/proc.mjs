@@ -28,7 +28,87 @@ export function cpuMs(pid) {
   return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
-export const CPU_RESOLUTION_MS = 1000 / CLOCK_TICKS_PER_SECOND;
+/**
+ * The CPU time `pid` has run, in nanoseconds: the sum over its threads of
+ * field 1 of /proc/<pid>/task/<tid>/schedstat (the scheduler's own run-time
+ * counter, nanosecond resolution). Where schedstat is missing, falls back to
+ * utime + stime of /proc/<pid>/stat (one clock tick, 10 ms, of resolution).
+ * Threads that exit take their time with them; workerd's threads live as
+ * long as the process.
+ */
+export function cpuNs(pid) {
+  return SCHEDSTAT ? schedNs(pid).run : cpuMs(pid) * 1e6;
+}
+
+/**
+ * Summed over the threads of `pid`, from /proc/<pid>/task/<tid>/schedstat:
+ * run = ns spent running, wait = ns spent runnable but waiting for a CPU.
+ */
+function schedNs(pid) {
+  let run = 0;
+  let wait = 0;
+  let tids;
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    throw new Error(`process ${pid} is gone`);
+  }
+  for (const tid of tids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ");
+      run += Number(fields[0]);
+      wait += Number(fields[1]);
+    } catch {}
+  }
+  return { run, wait };
+}
+
+/** Whether /proc/<pid>/task/<tid>/schedstat gives nanosecond run times here. */
+export const SCHEDSTAT = (() => {
+  try {
+    const [run] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ");
+    return Number(run) > 0;
+  } catch {
+    return false;
+  }
+})();
+
+/** How CPU time per request is read, for the report. */
+export const CPU_SOURCE = SCHEDSTAT
+  ? "sum of /proc/<pid>/task/*/schedstat run time (ns resolution)"
+  : `utime + stime of /proc/<pid>/stat (${1000 / CLOCK_TICKS_PER_SECOND} ms ticks)`;
+
+/**
+ * Waits until the process has used at most `thresholdNs` of CPU over
+ * `windowMs` (its trailing work, waitUntil included, is done), or `maxMs`
+ * passed. With schedstat, time its threads spent runnable but waiting for a
+ * CPU counts as not quiet: on a busy machine, work that did not get a CPU
+ * yet is not mistaken for work done. Resolves to { ns (cpuNs at the end),
+ * waitedMs, timedOut }.
+ */
+export async function quietCpu(pid, { windowMs = 50, pollMs = 5, thresholdNs = 100_000, maxMs = 10_000 } = {}) {
+  if (!SCHEDSTAT) thresholdNs = Math.max(thresholdNs, 1e9 / CLOCK_TICKS_PER_SECOND);
+  const busy = () => {
+    const { run, wait } = SCHEDSTAT ? schedNs(pid) : { run: cpuMs(pid) * 1e6, wait: 0 };
+    return { run, both: run + wait };
+  };
+  const started = performance.now();
+  let windowStart = performance.now();
+  let base = busy().both;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, pollMs));
+    const sample = busy();
+    const now = sample.both;
+    const t = performance.now();
+    if (now - base > thresholdNs) {
+      base = now;
+      windowStart = t;
+    } else if (t - windowStart >= windowMs) {
+      return { ns: sample.run, waitedMs: t - started, timedOut: false };
+    }
+    if (t - started > maxMs) return { ns: sample.run, waitedMs: t - started, timedOut: true };
+  }
+}
 
 /** Resident set size in bytes (VmRSS). */
 export function rssBytes(pid) {
@@ -69,19 +149,4 @@ export function rssSampler(pid, intervalMs = 50) {
       return peak;
     },
   };
-}
-
-/**
- * Resolves once `pid` has used at most one clock tick of CPU over `windowMs`
- * (its trailing work is done), or after `maxMs`.
- */
-export async function settled(pid, { windowMs = 300, maxMs = 15000 } = {}) {
-  const end = Date.now() + maxMs;
-  let last = cpuMs(pid);
-  for (;;) {
-    await new Promise((r) => setTimeout(r, windowMs));
-    const now = cpuMs(pid);
-    if (now - last <= CPU_RESOLUTION_MS || Date.now() > end) return now;
-    last = now;
-  }
 }

@@ -1,4 +1,5 @@
 // Renders the results as aligned text tables (stdout) or Markdown (LATEST.md).
+import { dataComment } from "./baseline.mjs";
 
 const fixed = (digits) => (v) => (v == null || !Number.isFinite(v) ? "-" : v.toFixed(digits));
 const ms = fixed(2);
@@ -15,60 +16,120 @@ function table(columns, rows) {
 
 const left = (title) => ({ title, right: false });
 
+const signed = (digits) => (v) => (v == null || !Number.isFinite(v) ? "-" : `${v >= 0 ? "+" : ""}${v.toFixed(digits)}`);
+const sms = signed(3);
+const range = (lo, hi, f = sms) => `${f(lo)} .. ${f(hi)}`;
+const load3 = (l) => (Array.isArray(l) ? l.map(fixed(2)).join(" / ") : fixed(2)(l));
+
 function runSection(r) {
   const e = r.environment;
+  const notes = [
+    `started ${r.startedAt}, took ${fixed(0)(r.runSeconds)} s`,
+    `node ${e.node}, ${e.cpus} CPUs, miniflare ${e.miniflare}, autocannon ${e.autocannon}, loopback only`,
+    `load average (1 / 5 / 15 min) ${load3(e.loadAverageAtStart)} at start, ${load3(e.loadAverageAtEnd)} at end (other processes on the machine skew every figure)`,
+    `a fixed loop took ${fixed(0)(e.cpuProbeMsAtStart)} ms of CPU at start, ${fixed(0)(e.cpuProbeMsAtEnd)} ms at end (how fast a core was)`,
+    `CPU per request: ${e.cpuSource}; ${r.paired ? r.paired.rounds : "-"} rounds (asked ${e.rounds}; at least ${e.minRounds}, more while within ${e.pairedBudgetSeconds} s) x ${e.setsPerRound} sets per kind`,
+  ];
+  if (r.health) notes.push(`autocannon: ${e.phaseSeconds} s per measured phase after ${e.warmupSeconds} s warm-up; latencies are per response, 2xx only`);
+  return { title: "Run", notes };
+}
+
+function pairedSection(r) {
+  if (!r.paired) return null;
+  const measured = r.paired.kinds.filter((k) => !k.skipped);
+  const skipped = r.paired.kinds.filter((k) => k.skipped);
+  const byKey = Object.fromEntries((r.targets ?? []).map((t) => [t.name, t]));
+  const rows = measured.map((k) => {
+    const t = byKey[`CPU: ${k.name}, fluxgate - floor`];
+    return [
+      k.name,
+      k.batch,
+      ms(k.fluxgate.cpuMsPerRequest),
+      k.floor ? ms(k.floorWorker.cpuMsPerRequest) : "-",
+      k.floor ? sms(k.difference.median) : "-",
+      k.floor ? range(k.difference.min, k.difference.max) : "-",
+      sms(k.aa.median),
+      range(k.aa.min, k.aa.max),
+      k.targetMs == null ? "-" : `<= ${k.targetMs}`,
+      t ? t.result : "-",
+    ];
+  });
+  const latencyRows = measured.map((k) => [
+    k.name,
+    ms(k.fluxgate.p50Ms),
+    ms(k.fluxgate.p99Ms),
+    k.floor ? ms(k.floorWorker.p50Ms) : "-",
+    k.floor ? ms(k.floorWorker.p99Ms) : "-",
+  ]);
+  const notes = [
+    "each round starts new Miniflare instances of fluxgate, of fluxgate again (A/A) and of the floor (bench/floor-worker.mjs), warms each kind up with one batch per instance, then measures it in sets",
+    "each set: a batch of k requests, one at a time, to each instance, in an order rotated through all six from set to set",
+    "a batch's CPU: its workerd process's CPU time from before the first request until the process is quiet again (waitUntil copies into R2 included: for kinds that copy, the pending: index is checked after the CPU is read and copies still running are waited for and charged), / k",
+    "k: requests per batch; fluxgate, floor: median CPU per request over the batches",
+    "difference = fluxgate - floor per set, median over all sets; range = lowest .. highest per-round median; A/A = fluxgate again - fluxgate, the same way: the resolution of the method",
+    "met: the range's upper end is under the target and the A/A range within it; within resolution: the A/A range strays further from zero than the target and the range does not decide",
+    `idle CPU of a new instance, median, ms per second: ${Object.entries(r.paired.idleMsPerSecond).map(([w, v]) => `${w} ${fixed(2)(v)}`).join(", ")}; a batch ends once its process used at most ${fixed(2)(r.environment.quietNs / 1e6)} ms (or 3x its idle use) over ${r.environment.quietMs} ms`,
+    ...measured.filter((k) => k.lateCopyChecks || k.quietTimeouts).map((k) => `${k.name}: ${k.lateCopyChecks} batch(es) whose copies were still running when the process looked quiet, ${k.quietTimeouts} that never went quiet`),
+    ...skipped.map((k) => `not measured yet: ${k.name}: ${k.skipped}`),
+  ];
   return {
-    title: "Run",
-    notes: [
-      `started ${r.startedAt}, took ${fixed(0)(r.runSeconds)} s`,
-      `node ${e.node}, ${e.cpus} CPUs, miniflare ${e.miniflare}, autocannon ${e.autocannon}, loopback only`,
-      `1-minute load average ${fixed(2)(e.loadAverageAtStart)} at start, ${fixed(2)(e.loadAverageAtEnd)} at end (other processes on the machine skew every figure)`,
-      `${e.phaseSeconds} s per measured phase after ${e.warmupSeconds} s warm-up; latencies are per response, 2xx only`,
+    title: `CPU per request, paired: fluxgate vs the floor and vs itself (A/A), ms (${fixed(0)(r.paired.seconds)} s)`,
+    tables: [
+      table(
+        [left("kind"), "k", "fluxgate", "floor", "diff median", "diff range", "A/A median", "A/A range", "target", left("result")],
+        rows,
+      ),
+      table([left("kind (same batches, one request at a time)"), "fluxgate p50 ms", "fluxgate p99 ms", "floor p50 ms", "floor p99 ms"], latencyRows),
     ],
+    notes,
   };
 }
 
 function sizeSection(r) {
   const s = r.size;
-  const { runs, medianReadyMs, medianFirstAnswerMs } = r.start;
-  return {
-    title: "Size and start",
-    tables: [
-      table(
-        [left("measure"), "value"],
-        [
-          ["build/index_bg.wasm raw", `${int(s.wasmBytes)} B (${kb(s.wasmBytes)})`],
-          ["build/index_bg.wasm gzip -9", `${int(s.wasmGzipBytes)} B (${kb(s.wasmGzipBytes)})`],
-          ["build/index.js raw", `${int(s.jsBytes)} B (${kb(s.jsBytes)})`],
-          ["build/index.js gzip -9", `${int(s.jsGzipBytes)} B (${kb(s.jsGzipBytes)})`],
-          [`new Miniflare -> ready, median of ${runs.length}`, `${ms(medianReadyMs)} ms`],
-          [`new Miniflare -> first /health answer, median of ${runs.length}`, `${ms(medianFirstAnswerMs)} ms`],
-        ],
-      ),
-    ],
-    notes: [`first /health answer per start: ${runs.map((x) => `${ms(x.firstAnswerMs)} ms`).join(", ")}`],
-  };
+  const rows = [
+    ["build/index_bg.wasm raw", `${int(s.wasmBytes)} B (${kb(s.wasmBytes)})`],
+    ["build/index_bg.wasm gzip -9", `${int(s.wasmGzipBytes)} B (${kb(s.wasmGzipBytes)})`],
+    ["build/index.js raw", `${int(s.jsBytes)} B (${kb(s.jsBytes)})`],
+    ["build/index.js gzip -9", `${int(s.jsGzipBytes)} B (${kb(s.jsGzipBytes)})`],
+  ];
+  const notes = [];
+  if (r.start) {
+    const st = r.start;
+    rows.push(
+      [`fluxgate: new Miniflare -> first /health answer, median of ${st.rounds}`, `${ms(st.medianFluxgateMs)} ms`],
+      [`floor: new Miniflare -> first /health answer, median of ${st.rounds}`, `${ms(st.medianFloorMs)} ms`],
+      ["fluxgate - floor: median (range over rounds)", `${sms(st.difference.median)} ms (${range(st.difference.min, st.difference.max, signed(1))})`],
+      ["A/A, fluxgate again - fluxgate: median (range)", `${sms(st.aa.median)} ms (${range(st.aa.min, st.aa.max, signed(1))})`],
+    );
+    notes.push(
+      `the paired rounds' starts (fluxgate, fluxgate again, floor, in a rotated order), after one unmeasured start of each build; range over rounds`,
+      `fluxgate ${st.fluxgateMs.map(fixed(1)).join(", ")} ms; again ${st.fluxgateAgainMs.map(fixed(1)).join(", ")} ms; floor ${st.floorMs.map(fixed(1)).join(", ")} ms`,
+    );
+  }
+  return { title: "Size and start", tables: [table([left("measure"), "value"], rows)], notes };
 }
 
 function healthSection(r) {
+  if (!r.health) return null;
   return {
-    title: "Baseline: GET /health (a route with no I/O: workerd + Miniflare + wasm entry)",
+    title: "Throughput: GET /health (a route with no I/O: workerd + Miniflare + wasm entry)",
     tables: [
       table(
-        ["conc", "requests", "failed", "req/s", "p50 ms", "p99 ms", "CPU/req ms"],
-        r.health.map((p) => [p.connections, int(p.ok), int(p.failed), int(p.rps), ms(p.p50), ms(p.p99), ms(p.cpuPerRequestMs)]),
+        ["conc", "requests", "failed", "req/s", "p50 ms", "p99 ms"],
+        r.health.map((p) => [p.connections, int(p.ok), int(p.failed), int(p.rps), ms(p.p50), ms(p.p99)]),
       ),
     ],
   };
 }
 
 function generationSection(r) {
+  if (!r.generation) return null;
   const g = r.generation;
   const rows = g.phases.flatMap((p) => [
     ["emulator direct", p.connections, int(p.direct.ok), int(p.direct.failed), int(p.direct.rps), ms(p.direct.p50), ms(p.direct.p99)],
     ["through worker", p.connections, int(p.worker.ok), int(p.worker.failed), int(p.worker.rps), ms(p.worker.p50), ms(p.worker.p99)],
   ]);
-  const failedCopies = g.phases.reduce((sum, p) => sum + p.worker.failedCopies, 0);
   return {
     title: "Generation overhead: POST /generate vs. the same create sent straight to the emulator",
     tables: [
@@ -78,14 +139,12 @@ function generationSection(r) {
         g.overhead.map((o) => [o.connections, o.percentile, ms(o.directMs), ms(o.workerMs), ms(o.differenceMs), ratio(o.ratio)]),
       ),
     ],
-    notes: [
-      `input ${JSON.stringify(g.input)}; emulator predict time 0 ms; output ${g.contentType} of ${size(g.outputBytes)}`,
-      `copies into R2 that failed: ${failedCopies}`,
-    ],
+    notes: [`input ${JSON.stringify(g.input)}; emulator predict time 0 ms; output ${g.contentType} of ${size(g.outputBytes)}`],
   };
 }
 
 function imageSection(r) {
+  if (!r.images) return null;
   const { items, phases, memory } = r.images;
   const row = (p, server, m, comparison) => [
     p.label, size(p.bytes), server, p.connections, int(m.ok), int(m.failed), int(m.rps),
@@ -101,77 +160,52 @@ function imageSection(r) {
       ),
       table(
         [left("workerd RSS during"), "start MB", "peak MB", "growth MB"],
-        [
-          ...phases.map((p) => [`fluxgate ${p.label} c${p.connections}`, p.worker]),
-          ...r.floor.images.map((f) => [`floor worker ${f.label} c1`, f]),
-        ].map(([what, m]) => [what, mb1(m.rssStartBytes), mb1(m.rssPeakBytes), mb1(m.rssPeakBytes - m.rssStartBytes)]),
+        phases.map((p) => [`fluxgate ${p.label} c${p.connections}`, p.worker]).map(([what, m]) => [what, mb1(m.rssStartBytes), mb1(m.rssPeakBytes), mb1(m.rssPeakBytes - m.rssStartBytes)]),
       ),
     ],
     notes: [
       ...items.map((i) => `${i.label}: ${i.contentType}, ${int(i.bytes)} B, input ${JSON.stringify(i.input)}`),
       "loader CPU %: the load generator's own CPU (100 = one core); near 100 it, not the server, limits the rate",
       `fluxgate workerd RSS: ${mb1(memory.rssBeforeBytes)} MB before the image phases, ${mb1(memory.rssAfterBytes)} MB after`,
-      `buffering whole bodies at concurrency 32 would hold about ${fixed(0)((32 * Math.max(...items.map((i) => i.bytes))) / 1e6)} MB more`,
     ],
-  };
-}
-
-function floorSection(r) {
-  const { floor } = r;
-  const atOne = (phases) => phases.find((p) => p.connections === 1);
-  const pairs = [
-    ["GET /health", floor.health, atOne(r.health)],
-    ["POST /generate (incl. copy to R2)", floor.generate, atOne(r.generation.phases).worker],
-    ...floor.images.map((f) => [`GET /image ${f.label}`, f, atOne(r.images.phases.filter((p) => p.label === f.label)).worker]),
-  ];
-  const direct = atOne(r.generation.phases).direct;
-  return {
-    title: "Floor: bench/floor-worker.mjs, plain JS making the same platform calls, same Miniflare setup, concurrency 1",
-    tables: [
-      table(
-        [left("route"), "floor p50 ms", "fluxgate p50 ms", "floor CPU/req ms", "fluxgate CPU/req ms", "fluxgate - floor CPU ms"],
-        pairs.map(([route, f, w]) => [route, ms(f.p50), ms(w.p50), ms(f.cpuPerRequestMs), ms(w.cpuPerRequestMs), ms(w.cpuPerRequestMs - f.cpuPerRequestMs)]),
-      ),
-    ],
-    notes: [
-      `floor overhead on POST /generate (floor - emulator direct): p50 ${ms(floor.generate.p50 - direct.p50)} ms, p99 ${ms(floor.generate.p99 - direct.p99)} ms`,
-      "what the floor costs is workerd, Miniflare's entry worker and its KV/R2 simulators; the difference is fluxgate's own code",
-    ],
-  };
-}
-
-function cpuSection(r) {
-  const row = (route, conc, p) => [route, conc, int(p.ok), int(p.cpuMs), ms(p.cpuPerRequestMs)];
-  const rows = [
-    ...r.health.map((p) => row("GET /health", p.connections, p)),
-    ...r.generation.phases.map((p) => row("POST /generate (incl. copy to R2)", p.connections, p.worker)),
-    row("POST /generate (incl. copy to R2)", "all", r.cpu.generate),
-    ...r.images.phases.map((p) => row(`GET /image ${p.label}`, p.connections, p.worker)),
-    row("GET /image", "all", r.cpu.image),
-    ...r.images.phases.map((p) => row(`static server ${p.label} (its own process)`, p.connections, p.static)),
-  ];
-  return {
-    title: "CPU per request (process utime + stime, 10 ms ticks, / 2xx responses)",
-    tables: [table([left("route"), "conc", "requests", "CPU ms", "CPU/req ms"], rows)],
   };
 }
 
 function targetSection(r) {
-  const figure = (t) => (t.unit === "x" ? ratio(t.value) : `${fixed(2)(t.value)} ${t.unit}`);
-  const limit = (t) => `${t.below ? "<" : ">="} ${t.unit === "x" ? ratio(t.limit) : `${t.limit} ${t.unit}`}`;
-  return {
-    title: "Targets",
-    tables: [
-      table(
-        [left("target"), "figure", "limit", left("result")],
-        r.targets.map((t) => [t.name, figure(t), limit(t), t.met ? "met" : "NOT met"]),
-      ),
-    ],
-  };
+  const value = (t) => (t.unit === "KB" ? `${fixed(2)(t.value)} KB` : `${sms(t.value)} ms`);
+  const rows = r.targets.map((t) => [
+    t.name,
+    value(t),
+    t.range ? range(...t.range) : "-",
+    t.aa ? range(...t.aa) : "-",
+    `<= ${t.limit} ${t.unit}`,
+    t.result,
+  ]);
+  const latencyRows = (r.latencyTargets ?? []).map((t) => [
+    t.name,
+    t.pct,
+    ms(t.now),
+    t.before == null ? "-" : ms(t.before),
+    t.ratio == null ? "-" : ratio(t.ratio),
+    t.result,
+  ]);
+  const tables = [table([left("target"), "figure", "range", "A/A range", "limit", left("result")], rows)];
+  const notes = [];
+  if (latencyRows.length) {
+    tables.push(table([left("latency (autocannon, fluxgate)"), left("pct"), "now ms", "previous ms", "now/previous", left("result")], latencyRows));
+    notes.push(
+      r.baseline
+        ? `previous run: ${r.baseline.startedAt ?? "?"} (read from ${r.baseline.from} before it was overwritten); no worse = at most ${fixed(0)(r.environment.latencySlack * 100)}% above it`
+        : "no baseline: no earlier LATEST.md to compare latencies with",
+    );
+  }
+  return { title: "Targets", tables, notes };
 }
 
 function sections(results) {
-  return [runSection, sizeSection, healthSection, generationSection, imageSection, cpuSection, floorSection, targetSection].map((s) => s(results));
+  return [runSection, targetSection, pairedSection, sizeSection, healthSection, generationSection, imageSection]
+    .map((s) => s(results))
+    .filter(Boolean);
 }
 
 function widths({ columns, rows }) {
@@ -218,5 +252,7 @@ export function renderMarkdown(results) {
     for (const t of s.tables ?? []) out.push(...markdownTable(t), "");
     if (s.notes) out.push(...s.notes.map((n) => `- ${n}`), "");
   }
+  // The figures the next run compares its latencies with.
+  out.push(dataComment(results), "");
   return out.join("\n");
 }

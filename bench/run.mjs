@@ -1,30 +1,62 @@
 // `npm run bench`: measures the worker built in build/ under Miniflare against
-// the local Replicate emulator and a static file server, prints a report and
-// writes it to bench/results/. Exits non-zero only if the benchmark could not run.
+// the local Replicate emulator, bench/floor-worker.mjs (plain JS making the
+// same platform calls) and a static file server; prints a report and writes
+// it to bench/results/ (LATEST.md, committed, and latest.json).
+// Exits non-zero only if the benchmark could not run.
+//
+// 1. CPU per request, paired: fluxgate vs the floor and vs a second copy of
+//    itself (A/A), in interleaved batches (bench/paired.mjs).
+// 2. Start-up (new Miniflare -> first answer), timed on each round's new
+//    instances of the paired measurement; wasm size.
+// 3. Throughput and latency under concurrency with autocannon (fluxgate only),
+//    latencies compared with the previous run's LATEST.md.
+//
+// Knobs (environment): BENCH_ROUNDS, BENCH_SETS, BENCH_BATCH_SCALE,
+// BENCH_QUIET_MS, BENCH_PAIRED_SECONDS (paired CPU and start-up: rounds stop,
+// once 3 are done, when this budget is spent); BENCH_SECONDS (autocannon
+// phase length); BENCH_LATENCY_SLACK (fraction a latency may exceed the
+// previous run's and still count as no worse); BENCH_KINDS (keys of the
+// kinds in bench/paired.mjs to measure, comma-separated); BENCH_ONLY=paired|load.
+// BENCH_ONLY or BENCH_KINDS runs are partial: they still overwrite LATEST.md.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { readBaseline } from "./baseline.mjs";
 import { load, PHASE_SECONDS, WARMUP_SECONDS } from "./load.mjs";
-import { cpuMs, rssBytes, rssSampler, settled } from "./proc.mjs";
+import { CPU_SOURCE, rssBytes, rssSampler } from "./proc.mjs";
+import {
+  GENERATE_INPUT,
+  measurePaired,
+  MIN_ROUNDS,
+  QUIET_MS,
+  QUIET_NS,
+  ROUNDS,
+  SETS_PER_ROUND,
+  verdict,
+  waitCopies,
+} from "./paired.mjs";
 import { renderMarkdown, renderText } from "./report.mjs";
 import { AUTH_TOKEN, REPLICATE_TOKEN, root, startEmulator, startStaticServer, startWorker } from "./services.mjs";
 
-const START_RUNS = 3;
+const PAIRED_BUDGET_SECONDS = Number(process.env.BENCH_PAIRED_SECONDS) > 0 ? Number(process.env.BENCH_PAIRED_SECONDS) : 75;
+const LATENCY_SLACK = Number.isFinite(Number(process.env.BENCH_LATENCY_SLACK)) && process.env.BENCH_LATENCY_SLACK
+  ? Number(process.env.BENCH_LATENCY_SLACK)
+  : 0.1;
+const ONLY = process.env.BENCH_ONLY;
 const HEALTH_CONNECTIONS = [1, 32];
 const GENERATE_CONNECTIONS = [1, 16];
 const IMAGE_CONNECTIONS = [1, 32];
-const SHORT_PHASE_SECONDS = Math.max(2, PHASE_SECONDS / 2);
-const GENERATE_INPUT = { prompt: "fluxgate benchmark", seed: 7 };
+const SHORT_PHASE_SECONDS = Math.max(1, PHASE_SECONDS / 2);
 const IMAGES = [
   { label: "~100 KB", input: { prompt: "fluxgate benchmark small", seed: 11, output_format: "jpg", output_quality: 80 } },
   { label: "~2 MB", input: { prompt: "fluxgate benchmark large", seed: 2, output_format: "png", aspect_ratio: "9:21" } },
 ];
-const STORE_TIMEOUT_MS = 60000;
+const WASM_GZIP_LIMIT_KB = 220;
+const START_LIMIT_MS = 20;
 
 const packageVersion = (name) => JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")).version;
 const workerHeaders = { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json" };
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
 const log = (message) => process.stderr.write(`bench: ${message}\n`);
 
 function sizes() {
@@ -38,27 +70,29 @@ function sizes() {
   };
 }
 
-async function measureStart(emulatorUrl) {
-  const runs = [];
-  for (let i = 0; i < START_RUNS; i++) {
-    const worker = await startWorker(emulatorUrl);
-    runs.push({ readyMs: worker.readyMs, firstAnswerMs: worker.firstAnswerMs });
-    await worker.mf.dispose();
-  }
-  return {
-    runs,
-    medianReadyMs: median(runs.map((r) => r.readyMs)),
-    medianFirstAnswerMs: median(runs.map((r) => r.firstAnswerMs)),
-  };
+/**
+ * A fixed loop's CPU time in this process, in ms: how fast a core is right
+ * now (a busy machine makes it slower; workerd's CPU per request grows more).
+ */
+function cpuProbe() {
+  const before = process.cpuUsage();
+  let x = 0;
+  for (let i = 0; i < 3e7; i++) x = (x + i * 7) % 1000003;
+  const { user, system } = process.cpuUsage(before);
+  return x >= 0 ? (user + system) / 1000 : 0;
 }
 
-/** Runs a phase and charges the CPU `pid` used (until it settles) to the phase's answers. */
-async function measured(pid, options) {
-  const before = cpuMs(pid);
-  const result = await load(options);
-  const used = (await settled(pid)) - before;
-  return { ...result, cpuMs: used, cpuPerRequestMs: used / result.ok };
+// ------------------------------------------------------------ paired CPU
+
+function pairedPhase(emulator) {
+  return measurePaired({
+    start: (_label, script) => startWorker(emulator.url, script),
+    budgetSeconds: PAIRED_BUDGET_SECONDS,
+    log,
+  });
 }
+
+// ------------------------------------------------------------ autocannon
 
 async function healthPhases(worker) {
   const url = `${worker.url}/health`;
@@ -66,46 +100,13 @@ async function healthPhases(worker) {
   const phases = [];
   for (const connections of HEALTH_CONNECTIONS) {
     log(`GET /health, ${connections} connection(s)`);
-    phases.push(await measured(worker.pid, { url, connections, seconds: SHORT_PHASE_SECONDS }));
+    phases.push(await load({ url, connections, seconds: SHORT_PHASE_SECONDS }));
   }
   return phases;
 }
 
-/** Status of every image record in KV, by image id. */
-async function recordStatuses(kv) {
-  const statuses = new Map();
-  let cursor;
-  do {
-    const page = await kv.list({ prefix: "image:", cursor });
-    for (const key of page.keys) statuses.set(key.name.slice("image:".length), key.metadata?.status);
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
-  return statuses;
-}
-
-/**
- * Waits until the record of every id has left `pending`; resolves to the CPU
- * the KV checks themselves cost the worker's process and the failed copies.
- */
-async function waitStored(worker, ids) {
-  const kv = await worker.mf.getKVNamespace("IMAGE_META");
-  const deadline = Date.now() + STORE_TIMEOUT_MS;
-  let checkCpuMs = 0;
-  for (;;) {
-    await settled(worker.pid);
-    const before = cpuMs(worker.pid);
-    const statuses = await recordStatuses(kv);
-    checkCpuMs += cpuMs(worker.pid) - before;
-    const pending = ids.filter((id) => !["stored", "failed"].includes(statuses.get(id)));
-    if (pending.length === 0) return { checkCpuMs, failed: ids.filter((id) => statuses.get(id) === "failed").length };
-    if (Date.now() > deadline) throw new Error(`${pending.length} of ${ids.length} images still pending after ${STORE_TIMEOUT_MS / 1000} s`);
-  }
-}
-
-/** POST /generate through a worker, with the copies into R2 (waitUntil) charged to it. */
+/** POST /generate through the worker under load, then waits for its copies into R2. */
 async function generateThroughWorker(worker, connections, seconds) {
-  const ids = [];
-  const before = cpuMs(worker.pid);
   const result = await load({
     url: `${worker.url}/generate`,
     method: "POST",
@@ -113,11 +114,9 @@ async function generateThroughWorker(worker, connections, seconds) {
     seconds,
     headers: workerHeaders,
     body: JSON.stringify({ input: GENERATE_INPUT }),
-    onBody: (status, body) => status === 200 && ids.push(JSON.parse(body).id),
   });
-  const { checkCpuMs, failed } = await waitStored(worker, ids);
-  const used = cpuMs(worker.pid) - before - checkCpuMs;
-  return { ...result, cpuMs: used, cpuPerRequestMs: used / result.ok, failedCopies: failed };
+  await waitCopies(worker, 60_000);
+  return result;
 }
 
 /** The create fluxgate sends, sent straight to the emulator. */
@@ -152,7 +151,7 @@ async function generateOne(worker, input) {
   const res = await fetch(`${worker.url}/generate`, { method: "POST", headers: workerHeaders, body: JSON.stringify({ input }) });
   if (!res.ok) throw new Error(`POST /generate ${JSON.stringify(input)}: HTTP ${res.status} ${await res.text()}`);
   const { id } = await res.json();
-  await waitStored(worker, [id]);
+  await waitCopies(worker);
   const kv = await worker.mf.getKVNamespace("IMAGE_META");
   const record = JSON.parse(await kv.get(`image:${id}`));
   if (record.status !== "stored") throw new Error(`image ${id} was not stored: ${record.last_error}`);
@@ -176,7 +175,6 @@ async function storeImages(worker, dir) {
 async function imagePhases(worker, items, dir) {
   const server = await startStaticServer(dir);
   try {
-    await settled(worker.pid);
     const rssBeforeBytes = rssBytes(worker.pid);
     const phases = [];
     for (const item of items) {
@@ -187,8 +185,8 @@ async function imagePhases(worker, items, dir) {
       await load({ url: staticUrl, connections: 8, seconds: WARMUP_SECONDS });
       for (const connections of IMAGE_CONNECTIONS) {
         log(`GET /image ${item.label}, ${connections} connection(s): worker, then static server`);
-        const viaWorker = await withPeakRss(worker.pid, () => measured(worker.pid, { url: workerUrl, connections }));
-        const staticResult = await measured(server.pid, { url: staticUrl, connections });
+        const viaWorker = await withPeakRss(worker.pid, () => load({ url: workerUrl, connections }));
+        const staticResult = await load({ url: staticUrl, connections });
         phases.push({
           label: item.label,
           bytes: item.bytes,
@@ -199,7 +197,6 @@ async function imagePhases(worker, items, dir) {
         });
       }
     }
-    await settled(worker.pid);
     const rssPeakBytes = Math.max(rssBeforeBytes, ...phases.map((p) => p.worker.rssPeakBytes));
     return { items, phases, memory: { rssBeforeBytes, rssPeakBytes, rssAfterBytes: rssBytes(worker.pid) } };
   } finally {
@@ -215,27 +212,20 @@ async function withPeakRss(pid, phase) {
   return { ...result, rssStartBytes, rssPeakBytes: sampler.stop() };
 }
 
-/** The same routes at concurrency 1 on bench/floor-worker.mjs, a worker that only makes the platform calls. */
-async function floorPhases(emulator, items, dir) {
-  const floor = await startWorker(emulator.url, "bench/floor-worker.mjs");
+async function loadPhases(emulator) {
+  const started = performance.now();
+  const worker = await startWorker(emulator.url);
+  const dir = mkdtempSync(join(tmpdir(), "fluxgate-bench-"));
   try {
-    const bucket = await floor.mf.getR2Bucket("IMAGES");
-    for (const item of items) {
-      await bucket.put(item.id, readFileSync(join(dir, item.id)), { httpMetadata: { contentType: item.contentType } });
-    }
-    const phase = async (url) => {
-      await load({ url, connections: 1, seconds: WARMUP_SECONDS });
-      return withPeakRss(floor.pid, () => measured(floor.pid, { url, connections: 1, seconds: SHORT_PHASE_SECONDS }));
-    };
-    log("floor worker: GET /health, POST /generate, GET /image");
-    const health = await phase(`${floor.url}/health`);
-    await generateThroughWorker(floor, 1, WARMUP_SECONDS);
-    const generate = await generateThroughWorker(floor, 1, SHORT_PHASE_SECONDS);
-    const images = [];
-    for (const item of items) images.push({ label: item.label, ...(await phase(`${floor.url}/image/${item.id}`)) });
-    return { health, generate, images };
+    const health = await healthPhases(worker);
+    const generation = await generationPhases(worker, emulator);
+    generation.overhead = overheads(generation);
+    const items = await storeImages(worker, dir);
+    const images = await imagePhases(worker, items, dir);
+    return { health, generation, images, seconds: (performance.now() - started) / 1000 };
   } finally {
-    await floor.mf.dispose();
+    rmSync(dir, { recursive: true, force: true });
+    await worker.mf.dispose();
   }
 }
 
@@ -252,37 +242,73 @@ function overheads(generation) {
   );
 }
 
-/** CPU per answer of a route over all its measured phases. */
-function cpuOverall(phases) {
-  const cpu = phases.reduce((sum, p) => sum + p.cpuMs, 0);
-  const ok = phases.reduce((sum, p) => sum + p.ok, 0);
-  return { ok, cpuMs: cpu, cpuPerRequestMs: cpu / ok };
+// ------------------------------------------------------------ targets
+
+/** p50 and p99 of every autocannon phase of fluxgate, by name ("GET /health c1"). */
+export function latencies(results) {
+  const out = {};
+  const put = (name, m) => (out[name] = { p50: m.p50, p99: m.p99 });
+  if (!results.health) return out;
+  for (const p of results.health) put(`GET /health c${p.connections}`, p);
+  for (const p of results.generation.phases) put(`POST /generate c${p.connections}`, p.worker);
+  for (const p of results.images.phases) put(`GET /image ${p.label} c${p.connections}`, p.worker);
+  return out;
 }
 
 function targets(results) {
-  const atOne = (percentile) => results.generation.overhead.find((o) => o.connections === 1 && o.percentile === percentile);
-  const list = [
-    { name: "overhead p50 at concurrency 1 (worker - direct)", value: atOne("p50").differenceMs, unit: "ms", limit: 2, below: true },
-    { name: "overhead p99 at concurrency 1 (worker - direct)", value: atOne("p99").differenceMs, unit: "ms", limit: 10, below: true },
-    { name: "CPU per POST /generate (incl. copy to R2)", value: results.cpu.generate.cpuPerRequestMs, unit: "ms", limit: 2, below: true },
-  ];
-  for (const { label } of results.images.items) {
-    const phases = results.images.phases.filter((p) => p.label === label).map((p) => p.worker);
-    list.push({ name: `CPU per GET /image ${label}`, value: cpuOverall(phases).cpuPerRequestMs, unit: "ms", limit: 1, below: true });
+  const list = [];
+  for (const k of results.paired?.kinds ?? []) {
+    if (k.skipped || k.targetMs == null) continue;
+    list.push({
+      name: `CPU: ${k.name}, fluxgate - floor`,
+      unit: "ms",
+      value: k.difference.median,
+      range: [k.difference.min, k.difference.max],
+      aa: [k.aa.min, k.aa.max],
+      limit: k.targetMs,
+      result: verdict(k.difference, k.aa, k.targetMs),
+    });
   }
-  for (const p of results.images.phases) {
-    list.push({ name: `GET /image ${p.label} c${p.connections}: worker / static req/s`, value: p.throughputRatio, unit: "x", limit: 0.5, below: false });
+  if (results.start) {
+    const s = results.start;
+    list.push({
+      name: "start: new Miniflare -> first answer, fluxgate - floor",
+      unit: "ms",
+      value: s.difference.median,
+      range: [s.difference.min, s.difference.max],
+      aa: [s.aa.min, s.aa.max],
+      limit: START_LIMIT_MS,
+      result: verdict(s.difference, s.aa, START_LIMIT_MS),
+    });
   }
-  list.push({ name: "wasm gzipped (level 9)", value: results.size.wasmGzipBytes / 1000, unit: "KB", limit: 400, below: true });
-  return list.map((t) => ({ ...t, met: t.below ? t.value < t.limit : t.value >= t.limit }));
+  const wasmKb = results.size.wasmGzipBytes / 1000;
+  list.push({
+    name: "wasm gzipped (level 9)",
+    unit: "KB",
+    value: wasmKb,
+    limit: WASM_GZIP_LIMIT_KB,
+    result: wasmKb <= WASM_GZIP_LIMIT_KB ? "met" : "NOT met",
+  });
+  return list;
+}
+
+/** Each latency against the previous run's: no worse = at most (1 + slack) times it. */
+function latencyTargets(current, baseline) {
+  return Object.entries(current).flatMap(([name, now]) =>
+    ["p50", "p99"].map((pct) => {
+      const before = baseline?.latency?.[name]?.[pct];
+      if (now[pct] == null) return { name, pct, now: null, before, result: "no figure (no 2xx answers)" };
+      if (before == null) return { name, pct, now: now[pct], before: null, result: "no baseline" };
+      const ok = now[pct] <= before * (1 + LATENCY_SLACK);
+      return { name, pct, now: now[pct], before, ratio: now[pct] / before, result: ok ? "met" : "NOT met" };
+    }),
+  );
 }
 
 function writeResults(results) {
   const dir = join(root, "bench/results");
   mkdirSync(dir, { recursive: true });
-  const json = `${JSON.stringify(results, null, 2)}\n`;
-  writeFileSync(join(dir, `${results.startedAt.replaceAll(":", "-")}.json`), json);
-  writeFileSync(join(dir, "latest.json"), json);
+  writeFileSync(join(dir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(join(dir, "LATEST.md"), renderMarkdown(results));
 }
 
@@ -291,6 +317,7 @@ async function main() {
     if (!existsSync(join(root, file))) throw new Error(`${file} is missing: run npm run build first`);
   }
   const clock = performance.now();
+  const baseline = readBaseline(join(root, "bench/results/LATEST.md"));
   const cleanups = [];
   try {
     const results = {
@@ -298,35 +325,36 @@ async function main() {
       environment: {
         node: process.version,
         cpus: availableParallelism(),
-        loadAverageAtStart: loadavg()[0],
+        loadAverageAtStart: loadavg(),
+        cpuProbeMsAtStart: cpuProbe(),
         autocannon: packageVersion("autocannon"),
         miniflare: packageVersion("miniflare"),
         phaseSeconds: PHASE_SECONDS,
         warmupSeconds: WARMUP_SECONDS,
+        cpuSource: CPU_SOURCE,
+        rounds: ROUNDS,
+        setsPerRound: SETS_PER_ROUND,
+        quietMs: QUIET_MS,
+        quietNs: QUIET_NS,
+        minRounds: MIN_ROUNDS,
+        pairedBudgetSeconds: PAIRED_BUDGET_SECONDS,
+        latencySlack: LATENCY_SLACK,
       },
+      baseline: baseline && { from: baseline.from, startedAt: baseline.startedAt },
       size: sizes(),
     };
     const emulator = await startEmulator();
     cleanups.push(() => emulator.close());
-    log("start-up");
-    results.start = await measureStart(emulator.url);
-    const worker = await startWorker(emulator.url);
-    cleanups.push(() => worker.mf.dispose());
-    results.health = await healthPhases(worker);
-    results.generation = await generationPhases(worker, emulator);
-    results.generation.overhead = overheads(results.generation);
-    const dir = mkdtempSync(join(tmpdir(), "fluxgate-bench-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const items = await storeImages(worker, dir);
-    results.images = await imagePhases(worker, items, dir);
-    results.floor = await floorPhases(emulator, items, dir);
-    results.cpu = {
-      health: cpuOverall(results.health),
-      generate: cpuOverall(results.generation.phases.map((p) => p.worker)),
-      image: cpuOverall(results.images.phases.map((p) => p.worker)),
-    };
+    if (ONLY !== "load") {
+      results.paired = await pairedPhase(emulator);
+      results.start = results.paired.start;
+    }
+    if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator));
+    results.latency = latencies(results);
     results.targets = targets(results);
-    results.environment.loadAverageAtEnd = loadavg()[0];
+    results.latencyTargets = latencyTargets(results.latency, baseline);
+    results.environment.loadAverageAtEnd = loadavg();
+    results.environment.cpuProbeMsAtEnd = cpuProbe();
     results.runSeconds = (performance.now() - clock) / 1000;
     writeResults(results);
     process.stdout.write(renderText(results));

@@ -25,6 +25,19 @@ function compatibilityDate() {
   return wranglerToml().match(/^compatibility_date\s*=\s*"([^"]+)"/m)[1];
 }
 
+/** The [[ratelimits]] of wrangler.toml, as Miniflare takes them. */
+function rateLimits() {
+  const found = {};
+  for (const block of wranglerToml().split(/^\[\[ratelimits\]\]\s*$/m).slice(1)) {
+    const body = block.split(/^\[/m)[0];
+    const name = /^name\s*=\s*"([^"]+)"/m.exec(body)?.[1];
+    const namespace = /^namespace_id\s*=\s*"([^"]+)"/m.exec(body)?.[1];
+    const simple = /^simple\s*=\s*\{\s*limit\s*=\s*(\d+)\s*,\s*period\s*=\s*(\d+)\s*\}/m.exec(body);
+    if (name && simple) found[name] = { namespace_id: namespace, simple: { limit: Number(simple[1]), period: Number(simple[2]) } };
+  }
+  return found;
+}
+
 /** Spawns a Node script that prints `listening on <url>`; resolves to { url, pid, close() }. */
 async function startListening(args, env = {}) {
   const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
@@ -81,6 +94,7 @@ export async function startWorker(emulatorUrl, scriptPath = "build/index.js") {
     compatibilityDate: compatibilityDate(),
     r2Buckets: ["IMAGES"],
     kvNamespaces: ["IMAGE_META"],
+    ratelimits: rateLimits(),
     host: "127.0.0.1",
     bindings: {
       ...wranglerVars(),

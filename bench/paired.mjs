@@ -1,0 +1,427 @@
+// Paired, interleaved CPU measurement of request kinds on several workers
+// (each its own workerd process): batches of k consecutive requests, one at a
+// time, to each worker in turn, the order rotated from one set to the next;
+// each batch's CPU is the change in that process's CPU time from before its
+// first request until the process is quiet again (its waitUntil work done),
+// divided by k. Differences are taken within a set, so drifts of the machine
+// (other load, frequency, caches) that are slower than a set cancel out; new
+// processes every round put differences between processes into the spread
+// across rounds.
+//
+// Subjects: A = fluxgate, A2 = a second Miniflare of the same build (the A/A
+// calibration: what a difference of nothing measures as), B = the floor.
+import { cpuNs, quietCpu } from "./proc.mjs";
+import { AUTH_TOKEN } from "./services.mjs";
+
+const envInt = (name, fallback) => {
+  const value = Number(process.env[name]);
+  return Number.isInteger(value) && value > 0 ? value : fallback;
+};
+
+/** Rounds (each on new instances); the range reported is min..max of the per-round medians. */
+export const ROUNDS = envInt("BENCH_ROUNDS", 5);
+/** Rounds done whatever the time budget (see measurePaired). */
+export const MIN_ROUNDS = Math.min(ROUNDS, 3);
+/** Sets (A, A2, B, in an order rotated through all six) per kind and round. */
+export const SETS_PER_ROUND = envInt("BENCH_SETS", 6);
+/** Multiplies every kind's batch size (requests per batch). */
+const BATCH_SCALE = Number(process.env.BENCH_BATCH_SCALE) > 0 ? Number(process.env.BENCH_BATCH_SCALE) : 1;
+/**
+ * A process is quiet once it used at most QUIET_NS over QUIET_MS, or three
+ * times what it uses idle over that window if more (measured per worker).
+ */
+export const QUIET_MS = envInt("BENCH_QUIET_MS", 50);
+export const QUIET_NS = 100_000;
+const IDLE_SAMPLE_MS = 200;
+const COPY_TIMEOUT_MS = 30_000;
+
+export const GENERATE_INPUT = { prompt: "fluxgate benchmark", seed: 7 };
+export const SMALL_IMAGE_INPUT = { prompt: "fluxgate benchmark small", seed: 11, output_format: "jpg", output_quality: 80 };
+const MODEL_PATH = "/replicate/v1/models/black-forest-labs/flux-schnell/predictions";
+
+const json = { "content-type": "application/json" };
+const auth = { authorization: `Bearer ${AUTH_TOKEN}` };
+
+/** An answer other than the expected one; `status` 404 means the route is missing. */
+export class Unexpected extends Error {
+  constructor(what, status, body) {
+    super(`${what}: HTTP ${status} ${String(body).slice(0, 200)}`);
+    this.status = status;
+  }
+}
+
+/** One request; reads the whole body; throws Unexpected unless the status is `expect` (one or a list). */
+export async function call(worker, method, path, { headers, body, expect = 200 } = {}) {
+  const res = await fetch(`${worker.url}${path}`, { method, headers, body, redirect: "manual" });
+  const bytes = Buffer.from(await res.arrayBuffer());
+  if (![expect].flat().includes(res.status)) throw new Unexpected(`${method} ${path}`, res.status, bytes.toString());
+  return { res, bytes };
+}
+
+const generate = (worker, input) =>
+  call(worker, "POST", "/generate", { headers: { ...auth, ...json }, body: JSON.stringify({ input }) });
+
+/**
+ * The kinds measured. Each: key, name, floor (whether the floor worker has
+ * the route: else only fluxgate and its A/A are measured), batch (requests
+ * per batch), targetMs (the most fluxgate may cost above the floor, per
+ * request), copies (waitUntil copies into R2 to wait for), and
+ * request(worker, state) issuing one unit of work (state comes from
+ * prepare(workers), run on each round's new workers before measuring). A kind whose first request
+ * answers 404 is reported as not measured: its route does not exist yet.
+ * To measure a new route, add a kind here (the floor too, if it can mirror it).
+ */
+export const KINDS = [
+  {
+    key: "generate",
+    name: "POST /generate (copy into R2 included)",
+    floor: true,
+    batch: 4,
+    targetMs: 0.5,
+    copies: true,
+    request: (w) => generate(w, GENERATE_INPUT),
+  },
+  {
+    key: "image",
+    name: "GET /image/{id} ~100 KB",
+    floor: true,
+    batch: 10,
+    targetMs: 0.1,
+    // The same bytes under the same id in every worker's R2, put there the same way.
+    async prepare(subjects) {
+      const [first] = subjects;
+      const { bytes } = await generate(first, SMALL_IMAGE_INPUT);
+      const { id } = JSON.parse(bytes);
+      await waitCopies(first);
+      const { res, bytes: image } = await call(first, "GET", `/image/${id}`);
+      const contentType = res.headers.get("content-type");
+      for (const w of subjects) await (await w.mf.getR2Bucket("IMAGES")).put(id, image, { httpMetadata: { contentType } });
+      return { path: `/image/${id}`, bytes: image.length, contentType };
+    },
+    request: (w, state) => call(w, "GET", state.path),
+  },
+  {
+    key: "health",
+    name: "GET /health",
+    floor: true,
+    batch: 20,
+    targetMs: null,
+    request: (w) => call(w, "GET", "/health"),
+  },
+  {
+    key: "replicate",
+    name: "/replicate/v1 create (Prefer: wait), then GET it: per create + get",
+    floor: false,
+    batch: 4,
+    targetMs: null,
+    copies: true,
+    async request(w) {
+      const { bytes } = await call(w, "POST", MODEL_PATH, {
+        headers: { ...auth, ...json, prefer: "wait=60" },
+        body: JSON.stringify({ input: GENERATE_INPUT }),
+        expect: [201, 202],
+      });
+      await call(w, "GET", `/replicate/v1/predictions/${JSON.parse(bytes).id}`, { headers: auth });
+    },
+  },
+  // Not there yet: measured as soon as their routes answer something but 404
+  // (adjust the request to the route's final shape when it lands).
+  {
+    key: "generate-cached",
+    name: "GET /generate answered from the cache",
+    floor: false,
+    batch: 10,
+    targetMs: null,
+    copies: true,
+    async prepare([first]) {
+      const path = `/generate?prompt=${encodeURIComponent("fluxgate benchmark cached")}&seed=5`;
+      const once = await call(first, "GET", path, { headers: auth, expect: 302 });
+      const again = await call(first, "GET", path, { headers: auth, expect: 302 });
+      if (once.res.headers.get("location") !== again.res.headers.get("location")) {
+        return { skip: "GET /generate is not answered from a cache yet (two identical requests made two images)" };
+      }
+      return { path };
+    },
+    request: (w, state) => call(w, "GET", state.path, { headers: auth, expect: 302 }),
+  },
+  {
+    key: "upload",
+    name: "POST /uploads of the ~100 KB image",
+    floor: false,
+    batch: 4,
+    targetMs: null,
+    async prepare([first]) {
+      const { bytes } = await generate(first, SMALL_IMAGE_INPUT);
+      await waitCopies(first);
+      const { res, bytes: image } = await call(first, "GET", `/image/${JSON.parse(bytes).id}`);
+      return { image, contentType: res.headers.get("content-type") };
+    },
+    request: (w, state) =>
+      call(w, "POST", "/uploads", { headers: { ...auth, "content-type": state.contentType }, body: state.image, expect: 201 }),
+  },
+  {
+    key: "webhook",
+    name: "POST /webhooks/replicate (a webhook delivery)",
+    floor: false,
+    batch: 4,
+    targetMs: null,
+    request: (w) =>
+      call(w, "POST", "/webhooks/replicate", { headers: json, body: JSON.stringify({ id: "bench", status: "succeeded" }) }),
+  },
+];
+
+/** KINDS, or those named in BENCH_KINDS (keys, comma-separated). */
+function selectedKinds() {
+  const wanted = process.env.BENCH_KINDS?.split(",").map((k) => k.trim()).filter(Boolean);
+  return wanted?.length ? KINDS.filter((k) => wanted.includes(k.key)) : KINDS;
+}
+
+/** Waits until the worker has no copy into R2 left to do (its pending: index is empty). */
+export async function waitCopies(worker, timeoutMs = COPY_TIMEOUT_MS) {
+  const kv = await worker.mf.getKVNamespace("IMAGE_META");
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const page = await kv.list({ prefix: "pending:", limit: 10 });
+    if (page.keys.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`${worker.label}: copies into R2 still pending after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Runs `count` requests of `kind` on `worker` one at a time and charges the
+ * CPU its process uses until quiet. For kinds with copies, once quiet the
+ * pending: index is checked (after the CPU is read: the check's own cost is
+ * not charged); copies still running are waited for and charged.
+ */
+async function batch(kind, worker, state, count) {
+  const latencies = [];
+  const start = cpuNs(worker.pid);
+  for (let i = 0; i < count; i++) {
+    const t = performance.now();
+    await kind.request(worker, state);
+    latencies.push(performance.now() - t);
+  }
+  const quietness = { windowMs: QUIET_MS, thresholdNs: worker.quietNs ?? QUIET_NS };
+  let { ns: end, timedOut } = await quietCpu(worker.pid, quietness);
+  let late = 0;
+  if (kind.copies) {
+    const kv = await worker.mf.getKVNamespace("IMAGE_META");
+    for (;;) {
+      const page = await kv.list({ prefix: "pending:", limit: 10 });
+      if (page.keys.length === 0) break;
+      late++;
+      if (late > 200) throw new Error(`${worker.label}: copies into R2 did not finish`);
+      const resumed = cpuNs(worker.pid);
+      const quiet = await quietCpu(worker.pid, quietness);
+      end += quiet.ns - resumed;
+      timedOut ||= quiet.timedOut;
+    }
+  }
+  return { cpuMsPerRequest: (end - start) / 1e6 / count, latencies, late, timedOut };
+}
+
+/**
+ * Measures what `worker`'s process uses idle and sets its quiet threshold
+ * (worker.quietNs); resolves to the idle use in ms of CPU per second.
+ */
+export async function calibrateIdle(worker) {
+  await quietCpu(worker.pid, { windowMs: QUIET_MS, thresholdNs: QUIET_NS * 5, maxMs: 3000 });
+  const before = cpuNs(worker.pid);
+  const t = performance.now();
+  await new Promise((r) => setTimeout(r, IDLE_SAMPLE_MS));
+  const nsPerMs = (cpuNs(worker.pid) - before) / (performance.now() - t);
+  worker.quietNs = Math.max(QUIET_NS, 3 * nsPerMs * QUIET_MS);
+  worker.idleMsPerSecond = nsPerMs / 1000;
+  return worker.idleMsPerSecond;
+}
+
+/** Every order of `items`. */
+function permutations(items) {
+  if (items.length <= 1) return [items];
+  return items.flatMap((item, i) => permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]));
+}
+
+export const median = (values) => {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  return sorted.length % 2 ? sorted[Math.floor(mid)] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+const percentile = (values, p) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+};
+
+/** Median over all sets and range (min..max of the per-round medians) of one series of differences. */
+export function summarize(rounds) {
+  const all = rounds.flat();
+  const perRound = rounds.map(median).filter((v) => v != null);
+  return { median: median(all), min: Math.min(...perRound), max: Math.max(...perRound), perRound, n: all.length };
+}
+
+/**
+ * The paired measurement. Every round starts three new Miniflare instances,
+ * A (fluxgate), A2 (fluxgate again) and B (the floor), in a rotated order,
+ * timing each to its first answer (the start-up figures), then measures
+ * every kind on them, SETS_PER_ROUND sets each, and disposes of them. Fresh
+ * processes per round put process-to-process differences (memory layout,
+ * JIT decisions, where the scheduler runs them) into the per-round spread,
+ * where the A/A range shows them, rather than into every figure of the run.
+ * Rounds stop early, once MIN_ROUNDS are done, when the run overruns
+ * `budgetSeconds` (a busy machine).
+ *
+ * start(label, script) resolves to a started worker ({ mf, url, pid, firstAnswerMs }).
+ */
+export async function measurePaired({ start, kinds = selectedKinds(), budgetSeconds, log }) {
+  const started = performance.now();
+  const scripts = { A: "build/index.js", A2: "build/index.js", B: "bench/floor-worker.mjs" };
+  const labels = { A: "fluxgate", A2: "fluxgate again", B: "floor" };
+  const runs = kinds.map((kind) => ({
+    kind,
+    skipped: null,
+    state: {},
+    diff: [],
+    aa: [],
+    perWorker: { A: { cpu: [], latencies: [] }, A2: { cpu: [], latencies: [] }, B: { cpu: [], latencies: [] } },
+    late: 0,
+    timedOut: 0,
+    set: 0,
+    ms: 0,
+  }));
+  const starts = { A: [], A2: [], B: [], diff: [], aa: [] };
+  const idle = { A: [], A2: [], B: [] };
+  // All six orders, each instance first in every run of three rounds.
+  const startOrders = [["A", "A2", "B"], ["A2", "B", "A"], ["B", "A", "A2"], ["A", "B", "A2"], ["B", "A2", "A"], ["A2", "A", "B"]];
+  log("start-up: one unmeasured start of each build");
+  for (const script of new Set(Object.values(scripts))) await (await start("warm-up", script)).mf.dispose();
+
+  let round = 0;
+  for (; round < ROUNDS; round++) {
+    // Stop once MIN_ROUNDS are done if another round (as long as the average) would overrun the budget.
+    const elapsed = performance.now() - started;
+    if (round >= MIN_ROUNDS && elapsed + elapsed / round > budgetSeconds * 1000) break;
+    const subjects = {};
+    try {
+      for (const who of startOrders[round % startOrders.length]) {
+        subjects[who] = { ...(await start(labels[who], scripts[who])), label: labels[who], who };
+        starts[who].push(subjects[who].firstAnswerMs);
+      }
+      starts.diff.push([subjects.A.firstAnswerMs - subjects.B.firstAnswerMs]);
+      starts.aa.push([subjects.A2.firstAnswerMs - subjects.A.firstAnswerMs]);
+      for (const who of ["A", "A2", "B"]) idle[who].push(await calibrateIdle(subjects[who]));
+      for (const run of runs) {
+        if (run.skipped) continue;
+        const t = performance.now();
+        await measureRound(run, subjects, round, log);
+        run.ms += performance.now() - t;
+      }
+    } finally {
+      for (const w of Object.values(subjects)) await w.mf.dispose();
+    }
+  }
+
+  const figures = (run, who) => {
+    const w = run.perWorker[who];
+    return { cpuMsPerRequest: median(w.cpu), p50Ms: percentile(w.latencies, 50), p99Ms: percentile(w.latencies, 99) };
+  };
+  const results = runs.map((run) => {
+    const { kind } = run;
+    if (run.skipped) return { key: kind.key, name: kind.name, skipped: run.skipped };
+    return {
+      key: kind.key,
+      name: kind.name,
+      floor: kind.floor,
+      targetMs: kind.targetMs,
+      batch: batchSize(kind),
+      rounds: run.aa.length,
+      setsPerRound: SETS_PER_ROUND,
+      seconds: run.ms / 1000,
+      fluxgate: figures(run, "A"),
+      fluxgateAgain: figures(run, "A2"),
+      floorWorker: kind.floor ? figures(run, "B") : null,
+      // Sets hold B - A (floor minus fluxgate): turned round, as fluxgate's cost above the floor.
+      difference: kind.floor ? summarize(run.diff.map((r) => r.map((d) => -d))) : null,
+      aa: summarize(run.aa),
+      lateCopyChecks: run.late,
+      quietTimeouts: run.timedOut,
+      state: { bytes: run.state.bytes, contentType: run.state.contentType },
+    };
+  });
+  return {
+    rounds: round,
+    kinds: results,
+    start: {
+      rounds: starts.A.length,
+      fluxgateMs: starts.A,
+      fluxgateAgainMs: starts.A2,
+      floorMs: starts.B,
+      medianFluxgateMs: median(starts.A),
+      medianFloorMs: median(starts.B),
+      difference: summarize(starts.diff),
+      aa: summarize(starts.aa),
+    },
+    idleMsPerSecond: Object.fromEntries(Object.entries(idle).map(([who, v]) => [labels[who], median(v)])),
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+const batchSize = (kind) => Math.max(1, Math.round(kind.batch * BATCH_SCALE));
+
+/** One round of one kind on this round's subjects. */
+async function measureRound(run, subjects, round, log) {
+  const { kind } = run;
+  const workers = kind.floor ? [subjects.A, subjects.A2, subjects.B] : [subjects.A, subjects.A2];
+  try {
+    run.state = kind.prepare ? await kind.prepare(workers) : {};
+    if (run.state.skip) {
+      run.skipped = run.state.skip;
+      return;
+    }
+    // The probe (a 404 means the route is not there yet), also the first of the warm-up.
+    await kind.request(workers[0], run.state);
+  } catch (error) {
+    if (round === 0 && error instanceof Unexpected) {
+      run.skipped = error.status === 404 ? "the route does not exist yet (404)" : `the route answered ${error.message}`;
+      return;
+    }
+    throw error;
+  }
+  const count = batchSize(kind);
+  if (round === 0) log(`${kind.name}: ${SETS_PER_ROUND} sets x ${workers.length} workers x ${count} requests per round`);
+  // Warm-up: a batch on each, so every isolate has compiled the route.
+  for (const w of workers) await batch(kind, w, run.state, count);
+  if (kind.copies) for (const w of workers) await waitCopies(w);
+  const orders = permutations(workers.map((w) => w.who));
+  run.diff.push([]);
+  run.aa.push([]);
+  for (let s = 0; s < SETS_PER_ROUND; s++, run.set++) {
+    const got = {};
+    for (const who of orders[run.set % orders.length]) {
+      const b = await batch(kind, subjects[who], run.state, count);
+      got[who] = b.cpuMsPerRequest;
+      run.perWorker[who].cpu.push(b.cpuMsPerRequest);
+      run.perWorker[who].latencies.push(...b.latencies);
+      run.late += b.late;
+      run.timedOut += b.timedOut ? 1 : 0;
+    }
+    if (kind.floor) run.diff[round].push(got.B - got.A);
+    run.aa[round].push(got.A2 - got.A);
+  }
+}
+
+/**
+ * The verdict on "fluxgate - floor <= limit": met only when the upper end of
+ * the range is under the limit; within resolution when the A/A calibration
+ * strays further from zero than the limit and the range does not settle it.
+ */
+export function verdict(difference, aa, limit) {
+  const resolution = Math.max(Math.abs(aa.min), Math.abs(aa.max));
+  if (resolution > limit) {
+    if (difference.min > limit + resolution) return "NOT met";
+    if (difference.max < limit - resolution) return "met";
+    return "within resolution";
+  }
+  return difference.max <= limit ? "met" : "NOT met";
+}
