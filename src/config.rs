@@ -32,6 +32,21 @@ pub struct Config {
     pub rewrite_outputs: bool,
     /// The largest output copied into R2, in bytes.
     pub max_output_bytes: u64,
+    /// When identical requests are answered from the cache (`CACHE_MODE`).
+    pub cache_mode: CacheMode,
+    /// How long a cached answer is kept (`CACHE_TTL_SECONDS`).
+    pub cache_ttl_seconds: u64,
+}
+
+/// When identical generate requests are answered from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// `GET /generate` always; `POST /generate` when the input names a seed.
+    Auto,
+    /// Both, always.
+    All,
+    /// Never.
+    Off,
 }
 
 /// The default of `MAX_OUTPUT_BYTES`: 25 MiB, room for a 4x upscale as PNG.
@@ -78,6 +93,13 @@ impl Config {
         let rewrite_outputs = flag(&get, "REWRITE_OUTPUTS", true)?;
         let max_output_bytes =
             u64::from(number(&get, "MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES, 1024..=512 * 1024 * 1024)?);
+        let cache_mode = match get("CACHE_MODE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("auto") => CacheMode::Auto,
+            Some("all") => CacheMode::All,
+            Some("off") => CacheMode::Off,
+            Some(_) => return Err(misconfigured("CACHE_MODE", "must be auto, all or off")),
+        };
+        let cache_ttl_seconds = u64::from(number(&get, "CACHE_TTL_SECONDS", 7 * 24 * 3600, 60..=365 * 24 * 3600)?);
         let extra_output_hosts = get("EXTRA_OUTPUT_HOSTS")
             .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
             .unwrap_or_default();
@@ -98,6 +120,8 @@ impl Config {
             public_base_url,
             rewrite_outputs,
             max_output_bytes,
+            cache_mode,
+            cache_ttl_seconds,
         })
     }
 }
@@ -169,6 +193,7 @@ mod tests {
         assert_eq!(c.public_base_url, None);
         assert!(c.rewrite_outputs);
         assert_eq!(c.max_output_bytes, 25 * 1024 * 1024);
+        assert_eq!((c.cache_mode, c.cache_ttl_seconds), (CacheMode::Auto, 7 * 24 * 3600));
     }
 
     #[test]
@@ -222,6 +247,8 @@ mod tests {
             ("PUBLIC_BASE_URL", "img.example.com"),
             ("MAX_OUTPUT_BYTES", "10"),
             ("MAX_OUTPUT_BYTES", "1e9"),
+            ("CACHE_MODE", "sometimes"),
+            ("CACHE_TTL_SECONDS", "5"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.status, 500, "{name}={value}");

@@ -43,13 +43,20 @@ pub async fn get(req: Request, cx: &RequestContext) -> Result<Response, ApiError
     let schema = schema_for(cx, &choice.model, &credential).await;
     let mut input = schema.input_from_query(&pairs, &NOT_INPUT)?;
     resolve_image_inputs(cx, &schema, &mut input).await?;
-    super::usage::admit(cx, &credential).await?;
-    let replicate = cx.replicate(&credential)?;
-    let generated = generate(cx, config, &choice, &schema, &replicate, Job::from_input(input)).await?;
-    let body = generated.body(&choice.model.model());
+    let run = Run {
+        cx,
+        config,
+        choice: &choice,
+        schema: &schema,
+        credential: &credential,
+        is_get: true,
+        no_cache: no_cache(&req),
+    };
+    let (body, cache) = run.answer(Job::from_input(input)).await?;
     let location = body["imageUrl"].as_str().unwrap_or_default().to_owned();
     let mut response = respond::json(302, &body)?;
     response.headers_mut().set("Location", &location)?;
+    response.headers_mut().set("X-Cache", cache)?;
     Ok(response)
 }
 
@@ -66,10 +73,102 @@ pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, Api
     let schema = schema_for(cx, &choice.model, &credential).await;
     resolve_image_inputs(cx, &schema, &mut job.input).await?;
     job.input = schema.validate(&job.input)?;
-    super::usage::admit(cx, &credential).await?;
-    let replicate = cx.replicate(&credential)?;
-    let generated = generate(cx, config, &choice, &schema, &replicate, job).await?;
-    respond::json(200, &generated.body(&choice.model.model()))
+    let run = Run {
+        cx,
+        config,
+        choice: &choice,
+        schema: &schema,
+        credential: &credential,
+        is_get: false,
+        no_cache: no_cache(&req),
+    };
+    let (body, cache) = run.answer(job).await?;
+    let mut response = respond::json(200, &body)?;
+    response.headers_mut().set("X-Cache", cache)?;
+    Ok(response)
+}
+
+/// Whether the caller asked not to be answered from the cache.
+fn no_cache(req: &Request) -> bool {
+    let value = req.headers().get("Cache-Control").ok().flatten().unwrap_or_default().to_ascii_lowercase();
+    value.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store" | "max-age=0"))
+}
+
+/// One generation, once the caller, the model and the input are settled.
+struct Run<'a> {
+    cx: &'a RequestContext,
+    config: &'a Config,
+    choice: &'a Choice,
+    schema: &'a ModelSchema,
+    credential: &'a super::context::Caller,
+    is_get: bool,
+    no_cache: bool,
+}
+
+impl Run<'_> {
+    /// The answer's body and where it came from (`X-Cache`: `HIT`, `MISS`,
+    /// `BYPASS` when the cache does not apply): from the cache when it holds
+    /// one (or an identical request running here ends with one), else a new
+    /// generation, kept for the next identical request.
+    async fn answer(&self, job: Job) -> Result<(Value, &'static str), ApiError> {
+        let cx = self.cx;
+        let full = self.schema.with_defaults(&job.input);
+        let plan = job
+            .webhook
+            .is_none()
+            .then(|| super::cache::plan(cx, self.is_get, self.no_cache, &self.choice.model, &full))
+            .flatten();
+        let Some(plan) = plan else {
+            return Ok((self.generate(job).await?.0, "BYPASS"));
+        };
+        // Marked as running before anything awaits, so that an identical
+        // request arriving meanwhile in this isolate joins this one.
+        let mine = super::cache::start(&plan.key);
+        if plan.read {
+            let hit = if mine {
+                super::cache::lookup(cx, &plan.key).await
+            } else {
+                let deadline = now_ms().saturating_add(u64::from(self.config.deadline_seconds) * 1000);
+                super::cache::join(cx, &plan.key, deadline).await
+            };
+            if let Some(entry) = hit {
+                if mine {
+                    super::cache::finish(&plan.key);
+                }
+                cx.note(|n| {
+                    n.cache_hit = true;
+                    n.prediction_id = Some(entry.prediction_id.clone());
+                });
+                super::usage::count_cache_hit(cx).await;
+                return Ok((entry.body(cx), "HIT"));
+            }
+        }
+        let result = self.generate(job).await;
+        if let Ok((_, entry)) = &result {
+            super::cache::keep(cx, &plan.key, entry).await;
+        }
+        if mine {
+            super::cache::finish(&plan.key);
+        }
+        let (mut body, _) = result?;
+        body["cached"] = Value::Bool(false);
+        Ok((body, "MISS"))
+    }
+
+    async fn generate(&self, job: Job) -> Result<(Value, super::cache::Entry), ApiError> {
+        super::usage::admit(self.cx, self.credential).await?;
+        let replicate = self.cx.replicate(self.credential)?;
+        let generated = generate(self.cx, self.config, self.choice, self.schema, &replicate, job).await?;
+        let model = self.choice.model.model();
+        let body = generated.body(&model);
+        let entry = super::cache::Entry {
+            prediction_id: generated.prediction.id.clone(),
+            model: body["model"].as_str().unwrap_or(&model).to_owned(),
+            seed: body.get("seed").cloned(),
+            ids: generated.images.iter().map(|(id, _)| id.clone()).collect(),
+        };
+        Ok((body, entry))
+    }
 }
 
 /// `POST /generate` as `multipart/form-data`: text fields are model inputs
@@ -83,10 +182,19 @@ async fn post_form(mut req: Request, cx: &RequestContext, config: &Config) -> Re
     let mut input = schema.input_from_query(&form.fields, &NOT_INPUT)?;
     resolve_image_inputs(cx, &schema, &mut input).await?;
     let input = schema.validate(&input)?;
-    super::usage::admit(cx, &credential).await?;
-    let replicate = cx.replicate(&credential)?;
-    let generated = generate(cx, config, &choice, &schema, &replicate, Job::from_input(input)).await?;
-    respond::json(200, &generated.body(&choice.model.model()))
+    let run = Run {
+        cx,
+        config,
+        choice: &choice,
+        schema: &schema,
+        credential: &credential,
+        is_get: false,
+        no_cache: no_cache(&req),
+    };
+    let (body, cache) = run.answer(Job::from_input(input)).await?;
+    let mut response = respond::json(200, &body)?;
+    response.headers_mut().set("X-Cache", cache)?;
+    Ok(response)
 }
 
 /// Image inputs (every field whose schema says `format: uri`): an https URL

@@ -8,6 +8,7 @@
 //! handler file here; a new storage call is a `Store` method (`store.rs`);
 //! a call to Replicate is a `Replicate` method (`replicate.rs`).
 
+mod cache;
 mod context;
 mod cors;
 mod cron;

@@ -123,6 +123,12 @@ pub fn user_token_daily_bytes(cx: &RequestContext) -> Result<u64, ApiError> {
 /// (a 429 with `Retry-After` and `RateLimit-*` when over one), then counts
 /// the generation. The operator has no limits; callers with their own
 /// Replicate token have none on generations, only on what they store.
+/// Counts a cache hit for the caller, apart from generations.
+pub async fn count_cache_hit(cx: &RequestContext) {
+    let (Ok(store), Some(subject)) = (cx.store(), cx.subject()) else { return };
+    add(store.kv(), &subject, Usage::cache_hit()).await;
+}
+
 pub async fn admit(cx: &RequestContext, caller: &Caller) -> Result<(), ApiError> {
     let store = cx.store()?;
     let kv = store.kv();
