@@ -72,7 +72,6 @@ pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, Api
 }
 
 /// A `POST /generate` body sent as `multipart/form-data`.
-#[allow(dead_code)] // read by `/generate` for its multipart forms
 pub struct GenerateForm {
     /// Every text field, in order, as sent; every file field with the
     /// public URL of the upload its image was stored as.
@@ -88,7 +87,6 @@ pub struct GenerateForm {
 /// the caller, who is identified (headers, or the form's `replicate_token`)
 /// and, with a token of their own, checked with Replicate before anything
 /// is stored. A file that is not an image is a 400 naming its field.
-#[allow(dead_code)] // read by `/generate` for its multipart forms
 pub async fn read_generate_form(req: &mut Request, cx: &RequestContext) -> Result<GenerateForm, ApiError> {
     let settings = settings_of(&cx.env)?;
     let content_type = req.headers().get("Content-Type")?.unwrap_or_default();
