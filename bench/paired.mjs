@@ -59,7 +59,8 @@ export async function call(worker, method, path, { headers, body, expect = 200 }
 }
 
 const generate = (worker, input) =>
-  call(worker, "POST", "/generate", { headers: { ...auth, ...json }, body: JSON.stringify({ input }) });
+  // `no-cache`: every generation is a new one (the floor has no cache).
+  call(worker, "POST", "/generate", { headers: { ...auth, ...json, "cache-control": "no-cache" }, body: JSON.stringify({ input }) });
 
 /**
  * The kinds measured. Each: key, name, floor (whether the floor worker has

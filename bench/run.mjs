@@ -56,7 +56,8 @@ const WASM_GZIP_LIMIT_KB = 220;
 const START_LIMIT_MS = 20;
 
 const packageVersion = (name) => JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")).version;
-const workerHeaders = { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json" };
+// `no-cache`: every generation measured is a new one (the floor has no cache).
+const workerHeaders = { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json", "cache-control": "no-cache" };
 const log = (message) => process.stderr.write(`bench: ${message}\n`);
 
 function sizes() {
