@@ -9,23 +9,16 @@
 //! or local hosts, other paths of this service, data URIs that are not
 //! base64 images.
 
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
 use crate::error::ApiError;
 use crate::http_url::{is_public_host, parse_http_url};
 use crate::image_id::parse_image_id;
-use crate::output::sniff_image;
+use crate::output::{sniff_image, BASE64};
 use crate::uploads::{parse_upload_id, upload_url};
 
 /// The longest URL accepted as an image input.
 pub const MAX_URL_CHARS: usize = 4096;
-
-/// Standard base64, with or without padding.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// Where an image input comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,7 @@ pub const REPLICATE_DELIVERY: &str = "replicate.delivery";
 const UNKNOWN_CONTENT_TYPE: &str = "application/octet-stream";
 
 /// Standard base64, with or without padding.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );

@@ -3,11 +3,13 @@
 //! model's schema, runs the prediction on Replicate, keeps its outputs.
 //! What is decided without I/O lives in `crate::generation`.
 
+use std::rc::Rc;
+
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use worker::{Request, Response};
 
-use super::context::TokenHints;
+use super::context::{Caller, TokenHints};
 use super::net::{now_ms, sleep_ms};
 use super::persist::{keep_outputs, Seen};
 use super::replicate::Replicate;
@@ -34,58 +36,41 @@ pub const MAX_DATA_URI_BYTES: usize = 10 * 1024 * 1024;
 const NOT_INPUT: [&str; 2] = ["replicate_token", "model"];
 
 pub async fn get(req: Request, cx: &RequestContext) -> Result<Response, ApiError> {
-    let config = cx.config()?;
     let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
     let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let query = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let credential = cx.caller(TokenHints { query: query("replicate_token"), ..TokenHints::default() }).await?;
-    let choice = config.models.choose(query("model"), credential.is_user(), credential.allowed_models())?;
-    let schema = schema_for(cx, &choice.model, &credential).await;
-    let mut input = schema.input_from_query(&pairs, &NOT_INPUT)?;
-    resolve_image_inputs(cx, &schema, &mut input).await?;
-    let run = Run {
-        cx,
-        config,
-        choice: &choice,
-        schema: &schema,
-        credential: &credential,
-        is_get: true,
-        no_cache: no_cache(&req),
-    };
-    let (body, cache) = run.answer(Job::from_input(input)).await?;
-    let location = body["imageUrl"].as_str().unwrap_or_default().to_owned();
-    let mut response = respond::json(302, &body)?;
-    response.headers_mut().set("Location", &location)?;
-    response.headers_mut().set("X-Cache", cache)?;
-    Ok(response)
+    let hints = TokenHints { query: query("replicate_token"), ..TokenHints::default() };
+    let run = Run::settle(cx, &req, hints, query("model"), true).await?;
+    let mut input = run.schema.input_from_query(&pairs, &NOT_INPUT)?;
+    run.resolve_images(&mut input).await?;
+    run.respond(Job::from_input(input)).await
 }
 
 pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, ApiError> {
-    let config = cx.config()?;
     let content_type = req.headers().get("Content-Type")?.unwrap_or_default();
     if is_form_data(&content_type) {
-        return post_form(req, cx, config).await;
+        return post_form(req, cx).await;
     }
     let body = read_json_object(&mut req).await?;
     let (body_token, mut job) = parse_body(body)?;
-    let credential = cx.caller(TokenHints { body: body_token.as_deref(), ..TokenHints::default() }).await?;
-    let choice = config.models.choose(job.model.as_deref(), credential.is_user(), credential.allowed_models())?;
-    let schema = schema_for(cx, &choice.model, &credential).await;
-    resolve_image_inputs(cx, &schema, &mut job.input).await?;
-    job.input = schema.validate(&job.input)?;
-    let run = Run {
-        cx,
-        config,
-        choice: &choice,
-        schema: &schema,
-        credential: &credential,
-        is_get: false,
-        no_cache: no_cache(&req),
-    };
-    let (body, cache) = run.answer(job).await?;
-    let mut response = respond::json(200, &body)?;
-    response.headers_mut().set("X-Cache", cache)?;
-    Ok(response)
+    let hints = TokenHints { body: body_token.as_deref(), ..TokenHints::default() };
+    let run = Run::settle(cx, &req, hints, job.model.as_deref(), false).await?;
+    run.resolve_images(&mut job.input).await?;
+    job.input = run.schema.validate(&job.input)?;
+    run.respond(job).await
+}
+
+/// `POST /generate` as `multipart/form-data`: text fields are model inputs
+/// (typed by the schema, as a GET's query is), files are stored as uploads
+/// and passed by their URL.
+async fn post_form(mut req: Request, cx: &RequestContext) -> Result<Response, ApiError> {
+    let form = read_generate_form(&mut req, cx).await?;
+    let hints = TokenHints { body: form.replicate_token.as_deref(), ..TokenHints::default() };
+    let run = Run::settle(cx, &req, hints, form.model.as_deref(), false).await?;
+    let mut input = run.schema.input_from_query(&form.fields, &NOT_INPUT)?;
+    run.resolve_images(&mut input).await?;
+    let input = run.schema.validate(&input)?;
+    run.respond(Job::from_input(input)).await
 }
 
 /// Whether the caller asked not to be answered from the cache.
@@ -94,18 +79,50 @@ fn no_cache(req: &Request) -> bool {
     value.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store" | "max-age=0"))
 }
 
-/// One generation, once the caller, the model and the input are settled.
+/// One generation: the caller, the model and its schema, settled once for
+/// every form of the request.
 struct Run<'a> {
     cx: &'a RequestContext,
-    config: &'a Config,
-    choice: &'a Choice,
-    schema: &'a ModelSchema,
-    credential: &'a super::context::Caller,
+    config: &'static Config,
+    choice: Choice,
+    schema: Rc<ModelSchema>,
+    credential: Caller,
     is_get: bool,
     no_cache: bool,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// Identifies the caller, chooses the model it may run and reads the
+    /// model's schema.
+    async fn settle(
+        cx: &'a RequestContext,
+        req: &Request,
+        hints: TokenHints<'_>,
+        model: Option<&str>,
+        is_get: bool,
+    ) -> Result<Self, ApiError> {
+        let config = cx.config()?;
+        let credential = cx.caller(hints).await?;
+        let choice = config.models.choose(model, credential.is_user(), credential.allowed_models())?;
+        let schema = schema_for(cx, &choice.model, &credential).await;
+        Ok(Run { cx, config, choice, schema, credential, is_get, no_cache: no_cache(req) })
+    }
+
+    async fn resolve_images(&self, input: &mut Map<String, Value>) -> Result<(), ApiError> {
+        resolve_image_inputs(self.cx, &self.schema, input).await
+    }
+
+    /// The answer: 302 to the image for GET, 200 for POST, with `X-Cache`.
+    async fn respond(&self, job: Job) -> Result<Response, ApiError> {
+        let (body, cache) = self.answer(job).await?;
+        let mut response = respond::json(if self.is_get { 302 } else { 200 }, &body)?;
+        if self.is_get {
+            response.headers_mut().set("Location", body["imageUrl"].as_str().unwrap_or_default())?;
+        }
+        response.headers_mut().set("X-Cache", cache)?;
+        Ok(response)
+    }
+
     /// The answer's body and where it came from (`X-Cache`: `HIT`, `MISS`,
     /// `BYPASS` when the cache does not apply): from the cache when it holds
     /// one (or an identical request running here ends with one), else a new
@@ -156,9 +173,9 @@ impl Run<'_> {
     }
 
     async fn generate(&self, job: Job) -> Result<(Value, super::cache::Entry), ApiError> {
-        super::usage::admit(self.cx, self.credential).await?;
-        let replicate = self.cx.replicate(self.credential)?;
-        let generated = generate(self.cx, self.config, self.choice, self.schema, &replicate, job).await?;
+        super::usage::admit(self.cx, &self.credential).await?;
+        let replicate = self.cx.replicate(&self.credential)?;
+        let generated = generate(self.cx, self.config, &self.choice, &self.schema, &replicate, job).await?;
         let model = self.choice.model.model();
         let body = generated.body(&model);
         let entry = super::cache::Entry {
@@ -169,32 +186,6 @@ impl Run<'_> {
         };
         Ok((body, entry))
     }
-}
-
-/// `POST /generate` as `multipart/form-data`: text fields are model inputs
-/// (typed by the schema, as a GET's query is), files are stored as uploads
-/// and passed by their URL.
-async fn post_form(mut req: Request, cx: &RequestContext, config: &Config) -> Result<Response, ApiError> {
-    let form = read_generate_form(&mut req, cx).await?;
-    let credential = cx.caller(TokenHints { body: form.replicate_token.as_deref(), ..TokenHints::default() }).await?;
-    let choice = config.models.choose(form.model.as_deref(), credential.is_user(), credential.allowed_models())?;
-    let schema = schema_for(cx, &choice.model, &credential).await;
-    let mut input = schema.input_from_query(&form.fields, &NOT_INPUT)?;
-    resolve_image_inputs(cx, &schema, &mut input).await?;
-    let input = schema.validate(&input)?;
-    let run = Run {
-        cx,
-        config,
-        choice: &choice,
-        schema: &schema,
-        credential: &credential,
-        is_get: false,
-        no_cache: no_cache(&req),
-    };
-    let (body, cache) = run.answer(Job::from_input(input)).await?;
-    let mut response = respond::json(200, &body)?;
-    response.headers_mut().set("X-Cache", cache)?;
-    Ok(response)
 }
 
 /// Image inputs (every field whose schema says `format: uri`): an https URL
