@@ -25,6 +25,9 @@ pub struct Config {
     pub allow_user_tokens: bool,
     /// Hosts (`host` or `host:port`) besides replicate.delivery that outputs may be fetched from.
     pub extra_output_hosts: Vec<String>,
+    /// Hosts (`host` for any port, or `host:port`) callers' webhooks may
+    /// target besides public https hosts, over http too: for local development.
+    pub extra_webhook_hosts: Vec<String>,
     /// Base URL image links are built on; `None` means the request's own origin.
     pub public_base_url: Option<String>,
     /// Whether `/replicate/v1` rewrites outputs and links to point at us (and
@@ -103,6 +106,9 @@ impl Config {
         let extra_output_hosts = get("EXTRA_OUTPUT_HOSTS")
             .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
             .unwrap_or_default();
+        let extra_webhook_hosts = get("EXTRA_WEBHOOK_HOSTS")
+            .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
+            .unwrap_or_default();
         let public_base_url = get("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned());
         if let Some(u) = &public_base_url {
             if parse_http_url(u).is_none() {
@@ -117,6 +123,7 @@ impl Config {
             deadline_seconds,
             allow_user_tokens,
             extra_output_hosts,
+            extra_webhook_hosts,
             public_base_url,
             rewrite_outputs,
             max_output_bytes,
@@ -214,6 +221,7 @@ mod tests {
             ("GENERATION_TIMEOUT_SECONDS", "30"),
             ("ALLOW_USER_TOKENS", "false"),
             ("EXTRA_OUTPUT_HOSTS", "127.0.0.1:8790, Example.test"),
+            ("EXTRA_WEBHOOK_HOSTS", "Localhost"),
             ("PUBLIC_BASE_URL", "https://img.example.com/"),
             ("REWRITE_OUTPUTS", "off"),
             ("MAX_OUTPUT_BYTES", "1048576"),
@@ -227,6 +235,7 @@ mod tests {
         assert_eq!(c.deadline_seconds, 30);
         assert!(!c.allow_user_tokens);
         assert_eq!(c.extra_output_hosts, vec!["127.0.0.1:8790", "example.test"]);
+        assert_eq!(c.extra_webhook_hosts, vec!["localhost"]);
         assert_eq!(c.public_base_url.as_deref(), Some("https://img.example.com"));
         assert!(!c.rewrite_outputs);
         assert_eq!(c.max_output_bytes, 1_048_576);

@@ -6,13 +6,12 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::http_url::webhook_target_problem;
+use crate::jobs::WEBHOOK_EVENTS;
 use crate::models::ModelRef;
 use crate::prediction::{Prediction, Status};
 
 /// Largest accepted POST body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// The events a webhook may be filtered to, as Replicate names them.
-pub const WEBHOOK_EVENTS: [&str; 4] = ["start", "output", "logs", "completed"];
 
 /// What a generate request asks for, whichever form it came in.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +19,9 @@ pub struct Job {
     /// The model asked for (`model`): a short name or `owner/name[:version]`.
     pub model: Option<String>,
     pub input: Map<String, Value>,
+    /// The caller's webhook: called by this service once the images are stored.
     pub webhook: Option<String>,
-    pub webhook_events_filter: Option<Value>,
+    pub webhook_events_filter: Option<Vec<String>>,
 }
 
 impl Job {
@@ -62,8 +62,9 @@ pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 /// plus `webhook`/`webhook_events_filter`. `replicate_token` may ride along
 /// and is returned apart; `model` (beside the input, in either form) chooses
 /// the model. The input is validated later, once the caller is
-/// authenticated.
-pub fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job), ApiError> {
+/// authenticated. A webhook must be a public https URL, or on one of
+/// `webhook_hosts` (see `http_url::webhook_target_problem`).
+pub fn parse_body(mut body: Map<String, Value>, webhook_hosts: &[String]) -> Result<(Option<String>, Job), ApiError> {
     let token = match body.remove("replicate_token") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
@@ -76,7 +77,7 @@ pub fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job),
     };
     let webhook = match body.remove("webhook") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match webhook_target_problem(&s) {
+        Some(Value::String(s)) => match webhook_target_problem(&s, webhook_hosts) {
             None => Some(s),
             Some(problem) => return Err(ApiError::invalid_input(problem)),
         },
@@ -87,7 +88,9 @@ pub fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job),
         Some(Value::Array(events))
             if !events.is_empty() && events.iter().all(|e| e.as_str().is_some_and(|e| WEBHOOK_EVENTS.contains(&e))) =>
         {
-            Some(Value::Array(events))
+            let mut names: Vec<String> = events.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+            names.dedup();
+            Some(names)
         }
         Some(_) => {
             return Err(ApiError::invalid_input(format!(
@@ -117,13 +120,13 @@ pub fn parse_body(mut body: Map<String, Value>) -> Result<(Option<String>, Job),
 /// The create call for `job` on `model`: the path and the JSON body. A
 /// pinned version goes through `/v1/predictions` with `version`; otherwise
 /// the model's latest runs through `/v1/models/{owner}/{name}/predictions`.
-pub fn create_request(model: &ModelRef, job: &Job) -> (String, Map<String, Value>) {
+/// `service_webhook` is this service's own receiver, told only of the end
+/// (the caller's webhook is never given to Replicate: this service calls it).
+pub fn create_request(model: &ModelRef, job: &Job, service_webhook: Option<&str>) -> (String, Map<String, Value>) {
     let mut body = model.create_body(job.input.clone());
-    if let Some(webhook) = &job.webhook {
-        body.insert("webhook".into(), Value::String(webhook.clone()));
-    }
-    if let Some(filter) = &job.webhook_events_filter {
-        body.insert("webhook_events_filter".into(), filter.clone());
+    if let Some(webhook) = service_webhook {
+        body.insert("webhook".into(), Value::String(webhook.to_owned()));
+        body.insert("webhook_events_filter".into(), json!(["completed"]));
     }
     (model.create_path(), body)
 }
@@ -187,23 +190,27 @@ mod tests {
 
     #[test]
     fn the_three_body_forms() {
-        let (token, job) = parse_body(object(json!({"prompt": "a cat", "seed": 1}))).unwrap();
+        let (token, job) = parse_body(object(json!({"prompt": "a cat", "seed": 1})), &[]).unwrap();
         assert_eq!((token, job.input), (None, object(json!({"prompt": "a cat", "seed": 1}))));
 
-        let (_, job) = parse_body(object(json!({"input": {"prompt": "a cat"}}))).unwrap();
+        let (_, job) = parse_body(object(json!({"input": {"prompt": "a cat"}})), &[]).unwrap();
         assert_eq!(job.input, object(json!({"prompt": "a cat"})));
 
-        let (_, job) = parse_body(object(json!({"prompt": "a cat", "model": "dev"}))).unwrap();
+        let (_, job) = parse_body(object(json!({"prompt": "a cat", "model": "dev"})), &[]).unwrap();
         assert_eq!((job.model.as_deref(), job.input), (Some("dev"), object(json!({"prompt": "a cat"}))));
-        let (_, job) = parse_body(object(json!({"input": {"prompt": "a cat"}, "model": "sdxl"}))).unwrap();
+        let (_, job) = parse_body(object(json!({"input": {"prompt": "a cat"}, "model": "sdxl"})), &[]).unwrap();
         assert_eq!(job.model.as_deref(), Some("sdxl"));
 
         let body = json!({"input": {"prompt": "x"}, "webhook": "https://example.com/h",
                           "webhook_events_filter": ["completed"], "replicate_token": "r8_abc"});
-        let (token, job) = parse_body(object(body)).unwrap();
+        let (token, job) = parse_body(object(body), &[]).unwrap();
         assert_eq!(token.as_deref(), Some("r8_abc"));
         assert_eq!(job.webhook.as_deref(), Some("https://example.com/h"));
-        assert_eq!(job.webhook_events_filter, Some(json!(["completed"])));
+        assert_eq!(job.webhook_events_filter, Some(vec!["completed".to_owned()]));
+        let local = json!({"prompt": "x", "webhook": "http://127.0.0.1:9000/h"});
+        assert!(parse_body(object(local.clone()), &[]).is_err());
+        let (_, job) = parse_body(object(local), &["127.0.0.1".to_owned()]).unwrap();
+        assert_eq!(job.webhook.as_deref(), Some("http://127.0.0.1:9000/h"), "a listed host, any port, http too");
         assert!(!job.input.contains_key("replicate_token"));
     }
 
@@ -228,7 +235,7 @@ mod tests {
             (json!({"input": "x"}), "input must be a JSON object"),
             (json!({"prompt": "x", "model": 3}), "model must be a string"),
         ] {
-            let e = parse_body(object(body.clone())).unwrap_err();
+            let e = parse_body(object(body.clone()), &[]).unwrap_err();
             assert_eq!(
                 (e.status, e.error.as_str(), e.details.as_deref()),
                 (400, "Invalid input", Some(details)),
@@ -257,12 +264,19 @@ mod tests {
             webhook: Some("https://example.com/h".into()),
             webhook_events_filter: None,
         };
-        let (path, body) = create_request(&ModelRef::parse("black-forest-labs/flux-schnell").unwrap(), &job);
+        let schnell = ModelRef::parse("black-forest-labs/flux-schnell").unwrap();
+        let (path, body) = create_request(&schnell, &job, None);
         assert_eq!(path, "/v1/models/black-forest-labs/flux-schnell/predictions");
-        assert_eq!(Value::Object(body), json!({"input": {"prompt": "x"}, "webhook": "https://example.com/h"}));
+        assert_eq!(Value::Object(body), json!({"input": {"prompt": "x"}}), "the caller's webhook stays here");
+        let (_, body) = create_request(&schnell, &job, Some("https://svc.example/webhooks/replicate"));
+        assert_eq!(
+            Value::Object(body),
+            json!({"input": {"prompt": "x"}, "webhook": "https://svc.example/webhooks/replicate",
+                   "webhook_events_filter": ["completed"]})
+        );
         let version = "a".repeat(64);
         let pinned = ModelRef::parse(&format!("o/n:{version}")).unwrap();
-        let (path, body) = create_request(&pinned, &Job::from_input(object(json!({"prompt": "y"}))));
+        let (path, body) = create_request(&pinned, &Job::from_input(object(json!({"prompt": "y"}))), None);
         assert_eq!(path, "/v1/predictions");
         assert_eq!(Value::Object(body), json!({"input": {"prompt": "y"}, "version": version}));
     }

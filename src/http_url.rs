@@ -121,10 +121,32 @@ fn is_public_v6(ip: std::net::Ipv6Addr) -> bool {
         || s[0..6] == [0, 0, 0, 0, 0, 0])
 }
 
+/// Whether `url` is on the operator-listed `entry` (`host` or `host:port`,
+/// any case). An entry is read as the authority of a URL, with the same
+/// strictness. A bare `host` matches the scheme's default port only, or any
+/// port when `any_port`.
+pub fn on_listed_host(url: &HttpUrl, entry: &str, any_port: bool) -> bool {
+    let entry = entry.trim();
+    if entry.is_empty() || entry.contains(['/', '?', '#']) {
+        return false;
+    }
+    let Some(listed) = parse_http_url(&format!("http://{entry}")) else { return false };
+    let after_host = entry.rsplit_once(']').map_or(entry, |(_, after)| after);
+    let explicit_port = after_host.contains(':');
+    listed.host == url.host
+        && match explicit_port {
+            true => listed.effective_port() == url.effective_port(),
+            false => any_port || url.is_default_port(),
+        }
+}
+
 /// Why `raw` cannot receive webhooks, if it cannot: it must be an https URL
-/// (strictly parsed) on a public host.
-pub fn webhook_target_problem(raw: &str) -> Option<&'static str> {
+/// (strictly parsed) on a public host, or an http(s) URL on one of
+/// `listed_hosts` (`EXTRA_WEBHOOK_HOSTS`: `host` for any port, or
+/// `host:port`), which the operator allows for local development.
+pub fn webhook_target_problem(raw: &str, listed_hosts: &[String]) -> Option<&'static str> {
     match parse_http_url(raw) {
+        Some(url) if listed_hosts.iter().any(|entry| on_listed_host(&url, entry, true)) => None,
         Some(url) if url.https && is_public_host(&url.host) => None,
         Some(url) if url.https => Some("webhook must point at a public host"),
         _ => Some("webhook must be an https:// URL"),
@@ -207,7 +229,7 @@ mod tests {
 
     #[test]
     fn webhook_targets() {
-        assert_eq!(webhook_target_problem("https://hooks.example.com/x"), None);
+        assert_eq!(webhook_target_problem("https://hooks.example.com/x", &[]), None);
         for raw in [
             "https://169.254.169.254/latest/meta-data",
             "https://localhost/x",
@@ -217,8 +239,16 @@ mod tests {
             "https://2130706433/x",
             "https://10.1.2.3/x",
         ] {
-            assert_eq!(webhook_target_problem(raw), Some("webhook must point at a public host"), "{raw}");
+            assert_eq!(webhook_target_problem(raw, &[]), Some("webhook must point at a public host"), "{raw}");
         }
-        assert_eq!(webhook_target_problem("http://hooks.example.com/x"), Some("webhook must be an https:// URL"));
+        assert_eq!(webhook_target_problem("http://hooks.example.com/x", &[]), Some("webhook must be an https:// URL"));
+        let listed = ["127.0.0.1".to_owned(), "dev.test:8080".to_owned()];
+        assert_eq!(webhook_target_problem("http://127.0.0.1:41234/hook", &listed), None);
+        assert_eq!(webhook_target_problem("http://dev.test:8080/hook", &listed), None);
+        assert_eq!(
+            webhook_target_problem("http://dev.test:8081/hook", &listed),
+            Some("webhook must be an https:// URL")
+        );
+        assert_eq!(webhook_target_problem("https://10.0.0.1/x", &listed), Some("webhook must point at a public host"));
     }
 }

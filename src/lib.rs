@@ -17,6 +17,7 @@ pub mod http_range;
 pub mod http_url;
 pub mod image_id;
 pub mod image_inputs;
+pub mod jobs;
 pub mod metadata;
 pub mod model_schema;
 pub mod models;

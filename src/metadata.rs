@@ -23,6 +23,8 @@ const CREATED_AT_BUDGET: usize = 64;
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreStatus {
+    /// Announced by an async generation: the model has not given it yet.
+    Awaiting,
     /// Known, not stored yet (or being stored).
     Pending,
     /// In R2.
@@ -38,6 +40,7 @@ impl StoreStatus {
     /// The name stored in KV, e.g. `"stored"`.
     pub fn as_str(&self) -> &'static str {
         match self {
+            StoreStatus::Awaiting => "awaiting",
             StoreStatus::Pending => "pending",
             StoreStatus::Stored => "stored",
             StoreStatus::Failed => "failed",
@@ -171,15 +174,28 @@ pub fn compact_input(input: &Value) -> Value {
 }
 
 /// What is kept of a prediction: its image ids once its outputs are known
-/// (`None` while it runs), and its input, kept once for all its images.
-/// Recorded at creation for predictions made through this service; only
-/// those have their outputs kept.
+/// (`None` while it runs) or announced (`awaiting`), its input, kept once
+/// for all its images, and, for a prediction followed after the answer, its
+/// job. Recorded at creation for predictions made through this service;
+/// only those have their outputs kept.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct PredictionIndex {
     #[serde(default)]
     pub ids: Option<Vec<String>>,
     #[serde(default)]
     pub input: Value,
+    /// The ids were announced by an async generation; its outputs are not kept yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::jobs::JobState>,
+}
+
+impl PredictionIndex {
+    /// The ids of its kept outputs, if they are kept.
+    pub fn kept_ids(&self) -> Option<&[String]> {
+        self.ids.as_deref().filter(|_| !self.awaiting)
+    }
 }
 
 impl PredictionIndex {
@@ -188,7 +204,7 @@ impl PredictionIndex {
         match serde_json::from_str::<Value>(text).ok()? {
             Value::Array(ids) => {
                 let ids = ids.into_iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?;
-                Some(Self { ids: Some(ids), input: Value::Null })
+                Some(Self { ids: Some(ids), ..Self::default() })
             }
             other => serde_json::from_value(other).ok(),
         }
@@ -263,7 +279,9 @@ impl ImageRecord {
 /// whole prediction (a 502). Ids are derived from the prediction, so the
 /// same outputs always get the same records. `input` is what the model ran
 /// with (secrets stripped here); `requested` is the type the input asked for,
-/// which names the id's extension when the URL does not.
+/// which names the id's extension when the URL does not. Ids `announced`
+/// before the outputs existed (an async generation) are used for the
+/// outputs in order.
 pub fn records_for(
     prediction: &Prediction,
     model: &str,
@@ -271,6 +289,7 @@ pub fn records_for(
     requested: Option<ImageKind>,
     extra_hosts: &[String],
     now_ms: u64,
+    announced: &[String],
 ) -> Result<Vec<NewImage>, ApiError> {
     let created_at = prediction.created_at.clone().unwrap_or_default();
     let created_ms = rfc3339_to_ms(&created_at).unwrap_or(now_ms);
@@ -287,7 +306,7 @@ pub fn records_for(
             }
         };
         let record = ImageRecord {
-            id: image_id(&prediction.id, created_ms, index, ext),
+            id: announced.get(index).cloned().unwrap_or_else(|| image_id(&prediction.id, created_ms, index, ext)),
             prediction_id: prediction.id.clone(),
             index,
             model: prediction.model.clone().unwrap_or_else(|| model.to_owned()),
@@ -343,7 +362,7 @@ mod tests {
             "https://replicate.delivery/xezq/abc/out-1.jpg"
         ]));
         let input = json!({"prompt": "a cat", "output_format": "jpg", "replicate_token": "r8_secret"});
-        let records = records_for(&p, "fallback/model", &input, requested(&input), &[], 0).unwrap();
+        let records = records_for(&p, "fallback/model", &input, requested(&input), &[], 0, &[]).unwrap();
         assert_eq!(records.len(), 2);
         let NewImage { record: first, source } = &records[0];
         assert!(matches!(source, ImageSource::Fetch(_)));
@@ -355,7 +374,7 @@ mod tests {
         assert_eq!(first.prompt.as_deref(), Some("a cat"));
         assert!(!serde_json::to_string(first).unwrap().contains("r8_secret"), "no token kept");
         assert_ne!(records[0].record.id, records[1].record.id);
-        let again = records_for(&p, "fallback/model", &input, requested(&input), &[], 999).unwrap();
+        let again = records_for(&p, "fallback/model", &input, requested(&input), &[], 999, &[]).unwrap();
         assert_eq!(again[0].record, records[0].record, "the same prediction maps to the same records");
     }
 
@@ -369,10 +388,14 @@ mod tests {
             requested(&json!({"output_format": "png"})),
             &[],
             0,
+            &[],
         )
         .unwrap();
         assert!(records[0].record.id.ends_with(".png"));
-        let records = records_for(&p, "m/n", &json!({}), requested(&json!({})), &[], 0).unwrap();
+        let announced = vec!["0000000000aaaaaaaaaaaaaaaa.webp".to_owned()];
+        let records = records_for(&p, "m/n", &json!({}), None, &[], 0, &announced).unwrap();
+        assert_eq!(records[0].record.id, announced[0], "announced ids are kept");
+        let records = records_for(&p, "m/n", &json!({}), requested(&json!({})), &[], 0, &[]).unwrap();
         assert!(records[0].record.id.ends_with(".webp"));
     }
 
@@ -381,13 +404,14 @@ mod tests {
         let png = [0x89u8, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0];
         use base64::Engine;
         let uri = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png));
-        let records = records_for(&succeeded(json!([uri])), "m/n", &json!({}), requested(&json!({})), &[], 0).unwrap();
+        let records =
+            records_for(&succeeded(json!([uri])), "m/n", &json!({}), requested(&json!({})), &[], 0, &[]).unwrap();
         assert!(records[0].record.id.ends_with(".png"));
         assert_eq!(records[0].record.source_url, None);
         assert_eq!(records[0].source, ImageSource::Inline(png.to_vec()));
         let not_image = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(b"hello"));
         assert_eq!(
-            records_for(&succeeded(json!([not_image])), "m/n", &json!({}), requested(&json!({})), &[], 0)
+            records_for(&succeeded(json!([not_image])), "m/n", &json!({}), requested(&json!({})), &[], 0, &[])
                 .unwrap_err()
                 .status,
             502
@@ -397,11 +421,11 @@ mod tests {
     #[test]
     fn records_for_refuse_hosts_not_allowed() {
         let p = succeeded(json!(["https://evil.example/out-0.png"]));
-        assert_eq!(records_for(&p, "m/n", &json!({}), requested(&json!({})), &[], 0).unwrap_err().status, 502);
+        assert_eq!(records_for(&p, "m/n", &json!({}), requested(&json!({})), &[], 0, &[]).unwrap_err().status, 502);
         let allowed =
-            records_for(&p, "m/n", &json!({}), requested(&json!({})), &["evil.example".to_string()], 0).unwrap();
+            records_for(&p, "m/n", &json!({}), requested(&json!({})), &["evil.example".to_string()], 0, &[]).unwrap();
         assert_eq!(allowed.len(), 1);
-        assert!(records_for(&succeeded(Value::Null), "m/n", &json!({}), requested(&json!({})), &[], 0)
+        assert!(records_for(&succeeded(Value::Null), "m/n", &json!({}), requested(&json!({})), &[], 0, &[])
             .unwrap()
             .is_empty());
     }
@@ -572,7 +596,7 @@ mod tests {
     fn records_keep_a_short_prompt_only() {
         let p = succeeded(json!(["https://replicate.delivery/a/out-0.png"]));
         let input = json!({"prompt": "y".repeat(5000), "image": "data:image/png;base64,AAAA"});
-        let records = records_for(&p, "m/n", &input, None, &[], 0).unwrap();
+        let records = records_for(&p, "m/n", &input, None, &[], 0, &[]).unwrap();
         let text = serde_json::to_string(&records[0].record).unwrap();
         assert!(!text.contains("data:"));
         assert_eq!(records[0].record.prompt.as_ref().unwrap().chars().count(), MAX_RECORD_PROMPT_CHARS + 1);

@@ -140,30 +140,13 @@ pub fn ext_from_url(url: &str) -> Option<&'static str> {
 }
 
 fn is_allowed(url: &HttpUrl, extra_hosts: &[String]) -> bool {
-    is_replicate_delivery(url) || extra_hosts.iter().any(|entry| matches_extra_host(url, entry))
+    is_replicate_delivery(url) || extra_hosts.iter().any(|entry| crate::http_url::on_listed_host(url, entry, false))
 }
 
 fn is_replicate_delivery(url: &HttpUrl) -> bool {
     let host_ok = url.host == REPLICATE_DELIVERY
         || url.host.strip_suffix(REPLICATE_DELIVERY).is_some_and(|sub| sub.ends_with('.') && sub.len() > 1);
     url.https && url.is_default_port() && host_ok
-}
-
-/// Whether `url` is on the operator-listed `entry` (`host` or `host:port`).
-/// An entry is read as the authority of a URL, with the same strictness.
-fn matches_extra_host(url: &HttpUrl, entry: &str) -> bool {
-    let entry = entry.trim();
-    if entry.is_empty() || entry.contains(['/', '?', '#']) {
-        return false;
-    }
-    let Some(listed) = parse_http_url(&format!("http://{entry}")) else { return false };
-    let after_host = entry.rsplit_once(']').map_or(entry, |(_, after)| after);
-    let explicit_port = after_host.contains(':');
-    listed.host == url.host
-        && match explicit_port {
-            true => listed.effective_port() == url.effective_port(),
-            false => url.is_default_port(),
-        }
 }
 
 fn decode_data_uri(uri: &str) -> Result<OutputSource, ApiError> {

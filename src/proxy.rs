@@ -37,6 +37,9 @@ pub enum ProxyRoute {
     DeleteFile(String),
     /// `GET files/{id}/download`
     DownloadFile(String),
+    /// `GET webhooks/default/secret`: the caller's secret for this
+    /// service's deliveries, answered here.
+    WebhookSecret,
 }
 
 impl ProxyRoute {
@@ -84,6 +87,7 @@ pub fn resolve(method: &str, rest: &str) -> Result<ProxyRoute, ApiError> {
         ["files", id] if method == "DELETE" => (ProxyRoute::DeleteFile((*id).to_owned()), "DELETE"),
         ["files", id] => (ProxyRoute::GetFile((*id).to_owned()), "GET, DELETE"),
         ["files", id, "download"] => (ProxyRoute::DownloadFile((*id).to_owned()), "GET"),
+        ["webhooks", "default", "secret"] => (ProxyRoute::WebhookSecret, "GET"),
         _ => return Err(not_found()),
     };
     let method_ok = allowed.split(", ").any(|m| m == method) || (method == "HEAD" && allowed.contains("GET"));
@@ -265,6 +269,8 @@ mod tests {
         assert_eq!(resolve("DELETE", "/files/abc/download").unwrap_err().status, 405);
         assert_eq!(resolve("GET", "/files/../account").unwrap_err().status, 404);
         assert!(!ProxyRoute::List.is_files());
+        assert_eq!(resolve("GET", "/webhooks/default/secret"), Ok(ProxyRoute::WebhookSecret));
+        assert_eq!(resolve("POST", "/webhooks/default/secret").unwrap_err().status, 405);
     }
 
     #[test]

@@ -9,6 +9,13 @@ pub enum Route {
     OpenApi,
     GenerateGet,
     GeneratePost,
+    /// `GET /generate/{prediction_id}`: an async generation's status.
+    GenerateStatus(String),
+    /// `DELETE /generate/{prediction_id}`: cancels it.
+    GenerateCancel(String),
+    /// `POST /webhooks/replicate`: Replicate's deliveries about what this
+    /// service created.
+    ReplicateWebhook,
     /// `GET|HEAD /image/{id}`; the id is checked by the handler.
     Image(String),
     /// `GET|HEAD /upload/{id}`: an uploaded image, public; the id is checked
@@ -66,6 +73,16 @@ pub fn resolve(method: &str, path: &str) -> Route {
             _ => Route::MethodNotAllowed { allowed: "GET, POST" },
         },
         "/uploads" => only(method, "POST", Route::UploadsPost),
+        "/webhooks/replicate" => only(method, "POST", Route::ReplicateWebhook),
+        _ if path.starts_with("/generate/") => {
+            let id = &path["/generate/".len()..];
+            match method {
+                _ if id.is_empty() || id.contains('/') => Route::NotFound,
+                "GET" | "HEAD" => Route::GenerateStatus(id.to_owned()),
+                "DELETE" => Route::GenerateCancel(id.to_owned()),
+                _ => Route::MethodNotAllowed { allowed: "GET, HEAD, DELETE" },
+            }
+        }
         _ => match (path.strip_prefix("/image/"), path.strip_prefix("/upload/"), path.strip_prefix("/admin/keys/")) {
             (Some(id), _, _) if !id.is_empty() && !id.contains('/') && method == "DELETE" => {
                 Route::ImageDelete(id.to_owned())
@@ -115,6 +132,12 @@ mod tests {
         assert_eq!(resolve("GET", "/generate"), Route::GenerateGet);
         assert_eq!(resolve("POST", "/generate"), Route::GeneratePost);
         assert_eq!(resolve("DELETE", "/generate"), Route::MethodNotAllowed { allowed: "GET, POST" });
+        assert_eq!(resolve("GET", "/generate/abc123"), Route::GenerateStatus("abc123".into()));
+        assert_eq!(resolve("DELETE", "/generate/abc123/"), Route::GenerateCancel("abc123".into()));
+        assert_eq!(resolve("POST", "/generate/abc123"), Route::MethodNotAllowed { allowed: "GET, HEAD, DELETE" });
+        assert_eq!(resolve("GET", "/generate/a/b"), Route::NotFound);
+        assert_eq!(resolve("POST", "/webhooks/replicate"), Route::ReplicateWebhook);
+        assert_eq!(resolve("GET", "/webhooks/replicate"), Route::MethodNotAllowed { allowed: "POST" });
     }
 
     #[test]

@@ -140,6 +140,22 @@ pub fn generate_secret<const N: usize>(random: [u8; N]) -> String {
     format!("{SECRET_PREFIX}{}", STANDARD.encode(random))
 }
 
+/// The webhook secret of one caller (`subject`, a usage subject), derived
+/// from the service's signing key: `whsec_` and the base64 of
+/// HMAC-SHA256(key, subject). Each caller verifies deliveries with its own,
+/// so no caller can sign a delivery another would accept; nothing is stored,
+/// and changing the key changes every secret.
+pub fn caller_secret(signing_key: &str, subject: &str) -> Result<String, WebhookError> {
+    let key = signing_key.trim();
+    if key.len() < MIN_KEY_BYTES {
+        return Err(WebhookError::BadSecret);
+    }
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).map_err(|_| WebhookError::BadSecret)?;
+    mac.update(b"webhook secret of ");
+    mac.update(subject.as_bytes());
+    Ok(format!("{SECRET_PREFIX}{}", STANDARD.encode(mac.finalize().into_bytes())))
+}
+
 /// The HMAC key of a secret: the base64 after an optional `whsec_`.
 fn key(secret: &str) -> Result<Vec<u8>, WebhookError> {
     let secret = secret.trim();
@@ -193,6 +209,21 @@ mod tests {
 
     fn check(sig: &str, body: &[u8], now: u64) -> Result<(), WebhookError> {
         verify(SECRET, headers(ID, &TS.to_string(), sig), body, now)
+    }
+
+    #[test]
+    fn caller_secrets_differ_per_caller_and_sign_like_any_secret() {
+        let a = caller_secret("a-signing-key-of-enough-length", "key_a").unwrap();
+        let b = caller_secret("a-signing-key-of-enough-length", "key_b").unwrap();
+        assert!(a.starts_with(SECRET_PREFIX));
+        assert_ne!(a, b);
+        assert_eq!(a, caller_secret(" a-signing-key-of-enough-length ", "key_a").unwrap());
+        assert_ne!(a, caller_secret("another-signing-key-of-length", "key_a").unwrap());
+        assert!(!a.contains("a-signing-key"));
+        let sig = sign(&a, ID, TS, BODY).unwrap();
+        assert_eq!(verify(&a, headers(ID, &TS.to_string(), &sig), BODY, TS), Ok(()));
+        assert_eq!(verify(&b, headers(ID, &TS.to_string(), &sig), BODY, TS), Err(WebhookError::Forged));
+        assert_eq!(caller_secret("short", "key_a"), Err(WebhookError::BadSecret));
     }
 
     #[test]

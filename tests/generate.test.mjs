@@ -119,7 +119,7 @@ describe("POST /generate", () => {
     assert.deepEqual((await oneCreate(prompt)).body, { input });
   });
 
-  test("full form with webhook and events filter: passed to Replicate", async () => {
+  test("full form with webhook and events filter: kept by the service, not given to Replicate", async () => {
     const w = await worker();
     const prompt = uniquePrompt("webhook");
     const res = await generate(w, {
@@ -128,9 +128,14 @@ describe("POST /generate", () => {
       webhook_events_filter: ["start", "completed"],
     });
     assert.equal(res.status, 200);
+    const { predictionId } = await res.json();
     const { body } = await oneCreate(prompt);
-    assert.equal(body.webhook, "https://example.com/callback");
-    assert.deepEqual(body.webhook_events_filter, ["start", "completed"]);
+    assert.equal(body.webhook, undefined, "the service calls the caller's webhook itself");
+    assert.equal(body.webhook_events_filter, undefined);
+    const kv = await w.mf.getKVNamespace("IMAGE_META");
+    const index = JSON.parse(await kv.get(`prediction:${predictionId}`));
+    assert.equal(index.job.webhook.url, "https://example.com/callback");
+    assert.deepEqual(index.job.webhook.events, ["start", "completed"]);
   });
 
   test("a webhook that is not https, or a bad events filter: 400", async () => {

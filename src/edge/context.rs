@@ -30,12 +30,24 @@ pub fn config_of(env: &Env) -> &'static Result<Config, ApiError> {
 pub struct Secrets {
     pub auth_token: Option<String>,
     pub replicate_token: Option<String>,
+    /// The secret Replicate signs its webhooks with (`whsec_…`): with it the
+    /// service registers and verifies its own webhook on what it creates.
+    pub replicate_webhook_secret: Option<String>,
+    /// The key callers' webhook secrets are derived from
+    /// (`WEBHOOK_SIGNING_KEY`, else `AUTH_TOKEN`).
+    pub webhook_signing_key: Option<String>,
 }
 
 impl Secrets {
     fn read(env: &Env) -> Self {
         let read = |name: &str| env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.is_empty());
-        Secrets { auth_token: read("AUTH_TOKEN"), replicate_token: read("REPLICATE_API_TOKEN") }
+        let auth_token = read("AUTH_TOKEN");
+        Secrets {
+            webhook_signing_key: read("WEBHOOK_SIGNING_KEY").or_else(|| auth_token.clone()),
+            auth_token,
+            replicate_token: read("REPLICATE_API_TOKEN"),
+            replicate_webhook_secret: read("REPLICATE_WEBHOOK_SECRET"),
+        }
     }
 
     pub fn borrow(&self) -> ServiceSecrets<'_> {
@@ -92,7 +104,10 @@ impl std::ops::Deref for Caller {
 
 pub struct RequestContext {
     pub env: Env,
-    ctx: Context,
+    /// The request's; `None` for work done after a request or by the cron,
+    /// whose background work is kept in `pending` until `settle`.
+    ctx: Option<Context>,
+    pending: RefCell<Vec<futures_util::future::LocalBoxFuture<'static, ()>>>,
     config: &'static Result<Config, ApiError>,
     pub secrets: &'static Secrets,
     store: Result<Store, ApiError>,
@@ -122,7 +137,8 @@ impl RequestContext {
         Self {
             store: Store::from_env(&env),
             env,
-            ctx,
+            ctx: Some(ctx),
+            pending: RefCell::new(Vec::new()),
             config,
             secrets,
             base_url,
@@ -132,6 +148,41 @@ impl RequestContext {
             header_token: header("X-Replicate-Token"),
             subject: RefCell::new(None),
             noted: RefCell::new(Noted::default()),
+        }
+    }
+
+    /// A context for work outside any request (after one, or the cron):
+    /// links are built on `base_url`, and no caller is known.
+    pub fn detached(env: Env, base_url: String) -> Result<Self, ApiError> {
+        let config = config_of(&env);
+        let secrets = SECRETS.get_or_init(|| Secrets::read(&env));
+        let store = Store::from_env(&env);
+        store.as_ref().map_err(Clone::clone)?;
+        Ok(Self {
+            store,
+            env,
+            ctx: None,
+            pending: RefCell::new(Vec::new()),
+            config,
+            secrets,
+            base_url,
+            base_from_request: false,
+            request_id: request_id(),
+            authorization: None,
+            header_token: None,
+            subject: RefCell::new(None),
+            noted: RefCell::new(Noted::default()),
+        })
+    }
+
+    /// Runs the background work a detached context was given.
+    pub async fn settle(&self) {
+        loop {
+            let work: Vec<_> = self.pending.borrow_mut().drain(..).collect();
+            if work.is_empty() {
+                return;
+            }
+            futures_util::future::join_all(work).await;
         }
     }
 
@@ -150,7 +201,10 @@ impl RequestContext {
 
     /// Runs `work` after the answer, within the platform's `waitUntil` budget.
     pub fn wait_until(&self, work: impl std::future::Future<Output = ()> + 'static) {
-        self.ctx.wait_until(work);
+        match &self.ctx {
+            Some(ctx) => ctx.wait_until(work),
+            None => self.pending.borrow_mut().push(Box::pin(work)),
+        }
     }
 
     /// Who a `/generate` request comes from and the Replicate token it runs

@@ -26,6 +26,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         }
     };
     sweep_uploads(&store, &env).await;
+    follow_jobs(&store, &env).await;
     let mut cursor: Option<String> = None;
     let mut retried = 0;
     loop {
@@ -83,12 +84,40 @@ enum Retry {
 fn retryable(record: &ImageRecord) -> Retry {
     let age = now_ms().saturating_sub(rfc3339_to_ms(&record.created_at).unwrap_or(0));
     match record.status {
-        StoreStatus::Stored | StoreStatus::Lost => Retry::Never,
+        StoreStatus::Stored | StoreStatus::Lost | StoreStatus::Awaiting => Retry::Never,
         _ if !source_still_valid(record) => Retry::Lost,
         StoreStatus::Failed => Retry::Now,
         StoreStatus::Pending if age > PENDING_GRACE_MS => Retry::Now,
         StoreStatus::Pending => Retry::Later,
     }
+}
+
+/// Jobs looked at per run, at most.
+const MAX_JOBS_PER_RUN: usize = 100;
+/// A running job on the service's token not heard of for this long is read
+/// from Replicate (its delivery may have been lost).
+const JOB_QUIET_MS: u64 = 2 * 60 * 1000;
+
+/// Follows the jobs still open (see `crate::jobs`): reads those whose
+/// delivery has not come, retries due deliveries to callers' webhooks, and
+/// takes finished ones off the list.
+async fn follow_jobs(store: &Store, env: &Env) {
+    let (ids, _) = match store.open_jobs_page(None).await {
+        Ok(page) => page,
+        Err(e) => {
+            worker::console_warn!("scheduled: jobs: {e}");
+            return;
+        }
+    };
+    let mut closed = 0;
+    for id in ids.iter().take(MAX_JOBS_PER_RUN) {
+        if !super::jobs::follow_up(env, store, id, JOB_QUIET_MS).await {
+            store.close_job(id).await;
+            closed += 1;
+        }
+    }
+    let line = serde_json::json!({ "scheduled": "jobs", "open": ids.len(), "closed": closed });
+    worker::console_log!("{line}");
 }
 
 /// Uploads removed per run, at most; the rest wait for the next run.

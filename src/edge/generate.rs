@@ -11,7 +11,7 @@ use worker::{Request, Response};
 
 use super::context::{Caller, TokenHints};
 use super::net::{now_ms, sleep_ms};
-use super::persist::{keep_outputs, Seen};
+use super::persist::{keep_outputs, Keeping, Seen};
 use super::replicate::Replicate;
 use super::schemas::schema_for;
 use super::uploads::read_generate_form;
@@ -23,12 +23,15 @@ use crate::generation::{
     body_too_large, check_json_content_type, create_request, finished, parse_body, parse_json_object, usable,
     Generated, Job, MAX_BODY_BYTES,
 };
+use crate::image_id::{image_id, rfc3339_to_ms};
 use crate::image_inputs::{self, ImageInput};
+use crate::jobs::{CallerWebhook, JobKind, JobState};
+use crate::metadata::{compact_input, PredictionIndex};
 use crate::model_schema::ModelSchema;
 use crate::models::Choice;
 use crate::multipart::is_form_data;
 use crate::output::ImageKind;
-use crate::prediction::{timed_out, Prediction};
+use crate::prediction::{timed_out, Prediction, Status};
 
 /// The largest `data:` image input accepted, decoded.
 pub const MAX_DATA_URI_BYTES: usize = 10 * 1024 * 1024;
@@ -52,7 +55,7 @@ pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, Api
         return post_form(req, cx).await;
     }
     let body = read_json_object(&mut req).await?;
-    let (body_token, mut job) = parse_body(body)?;
+    let (body_token, mut job) = parse_body(body, &cx.config()?.extra_webhook_hosts)?;
     let hints = TokenHints { body: body_token.as_deref(), ..TokenHints::default() };
     let run = Run::settle(cx, &req, hints, job.model.as_deref(), false).await?;
     run.resolve_images(&mut job.input).await?;
@@ -73,6 +76,12 @@ async fn post_form(mut req: Request, cx: &RequestContext) -> Result<Response, Ap
     run.respond(Job::from_input(input)).await
 }
 
+/// Whether the caller asked to be answered at once (`Prefer: respond-async`).
+fn prefers_async(req: &Request) -> bool {
+    let value = req.headers().get("Prefer").ok().flatten().unwrap_or_default().to_ascii_lowercase();
+    value.split([',', ';']).any(|p| p.trim() == "respond-async")
+}
+
 /// Whether the caller asked not to be answered from the cache.
 fn no_cache(req: &Request) -> bool {
     let value = req.headers().get("Cache-Control").ok().flatten().unwrap_or_default().to_ascii_lowercase();
@@ -89,6 +98,8 @@ struct Run<'a> {
     credential: Caller,
     is_get: bool,
     no_cache: bool,
+    /// `Prefer: respond-async` on a POST: 202 at once, then the status URL.
+    respond_async: bool,
 }
 
 impl<'a> Run<'a> {
@@ -105,7 +116,8 @@ impl<'a> Run<'a> {
         let credential = cx.caller(hints).await?;
         let choice = config.models.choose(model, credential.is_user(), credential.allowed_models())?;
         let schema = schema_for(cx, &choice.model, &credential).await;
-        Ok(Run { cx, config, choice, schema, credential, is_get, no_cache: no_cache(req) })
+        let respond_async = !is_get && prefers_async(req);
+        Ok(Run { cx, config, choice, schema, credential, is_get, no_cache: no_cache(req), respond_async })
     }
 
     async fn resolve_images(&self, input: &mut Map<String, Value>) -> Result<(), ApiError> {
@@ -114,6 +126,9 @@ impl<'a> Run<'a> {
 
     /// The answer: 302 to the image for GET, 200 for POST, with `X-Cache`.
     async fn respond(&self, job: Job) -> Result<Response, ApiError> {
+        if self.respond_async {
+            return self.start(job).await;
+        }
         let (body, cache) = self.answer(job).await?;
         let mut response = respond::json(if self.is_get { 302 } else { 200 }, &body)?;
         if self.is_get {
@@ -172,10 +187,61 @@ impl<'a> Run<'a> {
         Ok((body, "MISS"))
     }
 
+    /// An async generation: creates the prediction, announces the ids its
+    /// images will have and answers 202 with them and the status URL; the
+    /// rest happens when Replicate delivers, the status URL is read, the
+    /// request's own polling after the answer, or the cron.
+    async fn start(&self, job: Job) -> Result<Response, ApiError> {
+        let cx = self.cx;
+        super::usage::admit(cx, &self.credential).await?;
+        let replicate = cx.replicate(&self.credential)?;
+        let model = self.choice.model.model();
+        cx.note(|n| {
+            n.model = Some(self.choice.model.to_string());
+            n.prompt = job.input.get("prompt").and_then(Value::as_str).map(str::to_owned);
+        });
+        let own_webhook = super::jobs::service_webhook(cx, &self.credential);
+        let (path, body) = create_request(&self.choice.model, &job, own_webhook.as_deref());
+        let deadline = now_ms().saturating_add(super::replicate::CREATE_TIMEOUT_MS);
+        let prediction = replicate.create(&path, &body, None, deadline).await?;
+        cx.note(|n| n.prediction_id = Some(prediction.id.clone()));
+        let expected = self.schema.expected_outputs(&job.input).max(1);
+        let ext = self.schema.output_format(&job.input).and_then(ImageKind::from_ext).unwrap_or(ImageKind::WEBP).ext;
+        let created_ms = prediction.created_at.as_deref().and_then(rfc3339_to_ms).unwrap_or_else(now_ms);
+        let ids = (0..expected).map(|at| image_id(&prediction.id, created_ms, at, ext)).collect();
+        let state = JobState {
+            kind: JobKind::Generate,
+            model: prediction.model.clone().unwrap_or(model),
+            subject: self.credential.subject.clone(),
+            service_token: !self.credential.is_user(),
+            status: Status::Starting,
+            error: None,
+            seed: job.input.get("seed").cloned(),
+            created_ms: now_ms(),
+            updated_ms: now_ms(),
+            base_url: cx.base_url.clone(),
+            webhook: job.webhook.clone().map(|url| CallerWebhook::new(url, job.webhook_events_filter.clone())),
+        };
+        let input = Value::Object(job.input);
+        let mut index =
+            PredictionIndex { ids: Some(ids), input: compact_input(&input), awaiting: true, job: Some(state) };
+        // Without a delivery to wait for, this request polls after answering.
+        let watcher = own_webhook.is_none().then(|| replicate.clone());
+        super::jobs::follow(cx, &index, &prediction, watcher).await?;
+        if prediction.status != Status::Starting {
+            index = super::jobs::advance(cx, index, &prediction).await?;
+        }
+        let mut response = super::jobs::answer(cx, &index, &prediction.id, 202)?;
+        response.headers_mut().set("Location", &super::jobs::status_url(cx, &prediction.id))?;
+        response.headers_mut().set("X-Cache", "BYPASS")?;
+        Ok(response)
+    }
+
     async fn generate(&self, job: Job) -> Result<(Value, super::cache::Entry), ApiError> {
         super::usage::admit(self.cx, &self.credential).await?;
         let replicate = self.cx.replicate(&self.credential)?;
-        let generated = generate(self.cx, self.config, &self.choice, &self.schema, &replicate, job).await?;
+        let generated =
+            generate(self.cx, self.config, &self.choice, &self.schema, &self.credential, &replicate, job).await?;
         let model = self.choice.model.model();
         let body = generated.body(&model);
         let entry = super::cache::Entry {
@@ -238,6 +304,7 @@ async fn generate(
     config: &Config,
     choice: &Choice,
     schema: &ModelSchema,
+    caller: &Caller,
     replicate: &Replicate,
     job: Job,
 ) -> Result<Generated, ApiError> {
@@ -245,12 +312,43 @@ async fn generate(
         n.model = Some(choice.model.to_string());
         n.prompt = job.input.get("prompt").and_then(Value::as_str).map(str::to_owned);
     });
-    let prediction = run(cx, config, choice, schema, replicate, &job).await?;
+    let prediction = run(cx, config, choice, schema, caller, replicate, &job).await?;
     cx.note(|n| n.prediction_id = Some(prediction.id.clone()));
     let seed = job.input.get("seed").cloned();
     let model = choice.model.model();
-    let requested = schema.output_format(&job.input).and_then(ImageKind::from_ext);
-    let ids = keep_outputs(cx, &model, requested, &prediction, &Value::Object(job.input), Seen::New).await?;
+    let ids = match &job.webhook {
+        // The caller's webhook is told after the copies, by the job.
+        Some(url) => {
+            let state = JobState {
+                kind: JobKind::Generate,
+                model: prediction.model.clone().unwrap_or_else(|| model.clone()),
+                subject: caller.subject.clone(),
+                service_token: !caller.is_user(),
+                status: Status::Processing,
+                error: None,
+                seed: seed.clone(),
+                created_ms: now_ms(),
+                updated_ms: now_ms(),
+                base_url: cx.base_url.clone(),
+                webhook: Some(CallerWebhook::new(url.clone(), job.webhook_events_filter.clone())),
+            };
+            let input = Value::Object(job.input);
+            let index = PredictionIndex { ids: None, input: compact_input(&input), awaiting: false, job: Some(state) };
+            cx.store()?.open_job(&prediction.id).await?;
+            // The outputs are all there: for this job, it has succeeded.
+            let mut done = prediction.clone();
+            if done.status == Status::Processing {
+                done.status = Status::Succeeded;
+            }
+            let index = super::jobs::advance(cx, index, &done).await?;
+            index.kept_ids().map(<[String]>::to_vec).unwrap_or_default()
+        }
+        None => {
+            let requested = schema.output_format(&job.input).and_then(ImageKind::from_ext);
+            let input = Value::Object(job.input);
+            keep_outputs(cx, &model, requested, &prediction, &input, Seen::New, Keeping::default()).await?
+        }
+    };
     if ids.is_empty() {
         return Err(ApiError::generation_failed("the prediction has no output"));
     }
@@ -270,14 +368,15 @@ async fn run(
     config: &Config,
     choice: &Choice,
     schema: &ModelSchema,
+    caller: &Caller,
     replicate: &Replicate,
     job: &Job,
 ) -> Result<Prediction, ApiError> {
     let deadline = now_ms().saturating_add(u64::from(config.deadline_seconds) * 1000);
-    let (path, body) = create_request(&choice.model, job);
+    let (path, body) = create_request(&choice.model, job, super::jobs::service_webhook(cx, caller).as_deref());
     let remaining_secs = deadline.saturating_sub(now_ms()) / 1000;
     let wait = u64::from(config.wait_seconds).min(remaining_secs.max(1));
-    let mut prediction = replicate.create(&path, &body, wait, deadline).await?;
+    let mut prediction = replicate.create(&path, &body, Some(wait), deadline).await?;
     let expected = schema.expected_outputs(&job.input);
     let mut attempt = 0;
     while !finished(&prediction, expected) {

@@ -39,7 +39,7 @@ fn image_lost() -> ApiError {
 
 fn not_ready() -> ApiError {
     ApiError::new(503, "Image not ready yet")
-        .with_details("the image is being stored; try again shortly")
+        .with_details("the image is being generated or stored; try again shortly")
         .with_retry_after(NOT_READY_RETRY_SECS)
 }
 
@@ -66,13 +66,16 @@ async fn answer(req: &Request, cx: &RequestContext, id: &str) -> Result<Response
         return Ok(response);
     }
     let record = store.record(id).await?.ok_or_else(image_not_found)?;
+    let age = now_ms().saturating_sub(rfc3339_to_ms(&record.created_at).unwrap_or(0));
     match record.status {
+        // Announced by an async generation whose model has not given it yet.
+        StoreStatus::Awaiting if age < crate::jobs::FOLLOW_FOR_MS => return Err(not_ready()),
+        StoreStatus::Awaiting => return Err(image_lost()),
         StoreStatus::Lost => return Err(image_lost()),
         StoreStatus::Stored => return Err(image_not_found()),
         _ if !source_still_valid(&record) => return Err(image_lost()),
         _ => {}
     }
-    let age = now_ms().saturating_sub(rfc3339_to_ms(&record.created_at).unwrap_or(0));
     let copier_gone = record.status == StoreStatus::Failed || age > PENDING_GRACE_MS;
     if copier_gone && store.take_copy_lease(id).await {
         if let Some(source) = record.source() {

@@ -17,6 +17,7 @@ mod generate;
 mod health;
 mod image;
 mod images;
+mod jobs;
 mod keys;
 mod models;
 mod net;
@@ -28,6 +29,7 @@ mod schemas;
 mod store;
 mod uploads;
 mod usage;
+mod webhooks;
 
 use worker::{event, Context, Env, Request, Response, Result};
 
@@ -96,6 +98,9 @@ async fn dispatch(req: Request, cx: &RequestContext) -> Response {
         Route::Image(id) => image::get(&req, cx, &id).await,
         Route::GenerateGet => generate::get(req, cx).await,
         Route::GeneratePost => generate::post(req, cx).await,
+        Route::GenerateStatus(id) => jobs::status(cx, &id).await,
+        Route::GenerateCancel(id) => jobs::cancel(cx, &id).await,
+        Route::ReplicateWebhook => webhooks::receive(req, cx).await,
         Route::Upload(id) => uploads::serve(&req, cx, &id).await,
         Route::UploadsPost => uploads::post(req, cx).await,
         Route::ImageDelete(id) => images::delete(cx, &id).await,

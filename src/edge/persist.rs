@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, LocalBoxFuture};
 use serde_json::Value;
 
 use super::net::now_ms;
@@ -41,6 +41,17 @@ pub enum Seen {
     MaybeBefore,
 }
 
+/// What else goes with a prediction's outputs when they are kept.
+#[derive(Default)]
+pub struct Keeping {
+    /// The index as known so far: its job, and ids announced before the
+    /// outputs existed (`awaiting`), which the outputs take in order.
+    pub index: PredictionIndex,
+    /// Runs after the copies, in the same `wait_until` (a webhook delivery,
+    /// which must come after the bytes are stored).
+    pub then: Option<LocalBoxFuture<'static, ()>>,
+}
+
 /// Records and copies `prediction`'s outputs, and answers their image ids in
 /// output order. Before answering, the records and the prediction's index
 /// are written (concurrently); the copies into R2 follow in `wait_until`.
@@ -53,11 +64,14 @@ pub async fn keep_outputs(
     prediction: &Prediction,
     input: &Value,
     seen: Seen,
+    keeping: Keeping,
 ) -> Result<Vec<String>, ApiError> {
     let store = cx.store()?;
     let config = cx.config()?;
     let model = prediction.model.as_deref().unwrap_or(model);
-    let mut images = records_for(prediction, model, input, requested, &config.extra_output_hosts, now_ms())?;
+    let Keeping { index: base, then } = keeping;
+    let announced = base.ids.as_deref().filter(|_| base.awaiting).unwrap_or_default();
+    let mut images = records_for(prediction, model, input, requested, &config.extra_output_hosts, now_ms(), announced)?;
     let owner = cx.subject();
     for image in &mut images {
         image.record.owner.clone_from(&owner);
@@ -77,7 +91,8 @@ pub async fn keep_outputs(
     }
     // The owner's index is written alongside the records.
     let owner_index = join_all(owned.iter().map(|key| store.put_text(key, String::new())));
-    let (kept, indexed) = futures_util::join!(write_records(store, prediction, input, &ids, images), owner_index);
+    let index = PredictionIndex { ids: Some(ids.clone()), input: compact_input(input), awaiting: false, job: base.job };
+    let (kept, indexed) = futures_util::join!(write_records(store, prediction, index, images), owner_index);
     for written in indexed {
         if let Err(e) = written {
             worker::console_warn!("{e}");
@@ -107,6 +122,9 @@ pub async fn keep_outputs(
             }
         }
         done(&prediction_id);
+        if let Some(then) = then {
+            then.await;
+        }
     });
     Ok(ids)
 }
@@ -116,8 +134,7 @@ pub async fn keep_outputs(
 async fn write_records(
     store: &Store,
     prediction: &Prediction,
-    input: &Value,
-    ids: &[String],
+    index: PredictionIndex,
     images: Vec<NewImage>,
 ) -> Result<Vec<NewImage>, ApiError> {
     let (inline, to_copy): (Vec<NewImage>, Vec<NewImage>) =
@@ -130,7 +147,6 @@ async fn write_records(
             ));
         }
     }
-    let index = PredictionIndex { ids: Some(ids.to_vec()), input: compact_input(input) };
     let records = join_all(to_copy.iter().map(|image| store.put_record(&image.record)));
     let (records, index) = futures_util::join!(records, store.put_prediction_index(&prediction.id, &index));
     for written in records {

@@ -7,14 +7,15 @@ use serde_json::Value;
 use worker::wasm_bindgen::JsValue;
 use worker::{Headers, Method, Request, Response};
 
+use super::context::Caller;
+use super::net::now_ms;
 use super::net::read_capped;
-use super::persist::{keep_outputs, Seen};
 use super::replicate::{CREATE_TIMEOUT_MS, READ_TIMEOUT_MS};
-use super::schemas::requested_kind;
 use super::RequestContext;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http_url::webhook_target_problem;
+use crate::jobs::{is_prediction_id, CallerWebhook, JobKind, JobState, WEBHOOK_EVENTS};
 use crate::metadata::{compact_input, PredictionIndex};
 use crate::prediction::{rejected_token, Prediction, Status};
 use crate::proxy::{self, error_body, is_forwarded_response_header, ProxyRoute, Rewriter, FORWARDED_REQUEST_HEADERS};
@@ -47,6 +48,9 @@ async fn forward(req: Request, cx: &RequestContext, rest: &str) -> Result<Respon
     if route.is_files() {
         return super::files::handle(req, cx, &route, &*cx.bearer_caller().await?).await;
     }
+    if route == ProxyRoute::WebhookSecret {
+        return super::webhooks::secret_for(cx, &cx.bearer_caller().await?.subject);
+    }
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let credential = cx.bearer_caller().await?;
 
@@ -55,9 +59,18 @@ async fn forward(req: Request, cx: &RequestContext, rest: &str) -> Result<Respon
     let forwarded: Vec<(&str, String)> =
         FORWARDED_REQUEST_HEADERS.iter().filter_map(|&name| Some((name, header(name)?))).collect();
     let forwarded: Vec<(&str, &str)> = forwarded.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let body = if method == Method::Post { read_body(&req).await? } else { None };
+    let mut body = if method == Method::Post { read_body(&req).await? } else { None };
     let create = route.creates_prediction();
-    if let Some(problem) = create.then(|| body.as_deref().and_then(webhook_problem)).flatten() {
+    // A create's webhook is called by this service, after the outputs are
+    // stored; Replicate is given this service's own instead, when it has one.
+    let mut caller_hook = None;
+    if create && config.rewrite_outputs {
+        if let Some(text) = body.take() {
+            let (sent, hook) = take_webhook(&text, config, super::jobs::service_webhook(cx, &credential).as_deref())?;
+            body = Some(sent);
+            caller_hook = hook;
+        }
+    } else if let Some(problem) = create.then(|| body.as_deref().and_then(|b| webhook_problem(b, config))).flatten() {
         return Err(ApiError::invalid_input(problem));
     }
     if create {
@@ -75,12 +88,12 @@ async fn forward(req: Request, cx: &RequestContext, rest: &str) -> Result<Respon
 
     let created = create && (200..300).contains(&upstream.status);
     if created && config.rewrite_outputs {
-        remember_created(cx, &upstream.body, body.as_deref()).await?;
+        remember_created(cx, &credential, &upstream.body, body.as_deref(), caller_hook).await?;
     }
 
     let rewriter = Rewriter { api_base: &config.api_base, our_base: &cx.base_url };
     let body = if config.rewrite_outputs && (200..300).contains(&upstream.status) {
-        rewrite(cx, config, &route, &rewriter, upstream.body).await?
+        rewrite(cx, &route, &rewriter, upstream.body).await?
     } else {
         upstream.body
     };
@@ -102,22 +115,17 @@ async fn forward(req: Request, cx: &RequestContext, rest: &str) -> Result<Respon
 /// back at us; succeeded outputs are kept in R2 and served from our URLs.
 async fn rewrite(
     cx: &RequestContext,
-    config: &Config,
     route: &ProxyRoute,
     rewriter: &Rewriter<'_>,
     body: String,
 ) -> Result<String, ApiError> {
     let Ok(mut value) = serde_json::from_str::<Value>(&body) else { return Ok(body) };
     if route.answers_prediction() {
-        let ids = outputs_of(cx, config, &value).await;
-        rewriter.prediction(&mut value, ids.as_deref());
+        point_here(cx, rewriter, &mut value).await;
     } else if *route == ProxyRoute::List {
         rewriter.page_links(&mut value);
         if let Some(results) = value.get_mut("results").and_then(Value::as_array_mut) {
-            let ids = join_all(results.iter().map(|p| outputs_of(cx, config, p))).await;
-            for (prediction, ids) in results.iter_mut().zip(ids) {
-                rewriter.prediction(prediction, ids.as_deref());
-            }
+            join_all(results.iter_mut().map(|p| point_here(cx, rewriter, p))).await;
         }
     } else {
         return Ok(body);
@@ -125,50 +133,120 @@ async fn rewrite(
     serde_json::to_string(&value).map_err(|e| ApiError::internal().with_cause(e))
 }
 
-/// Our image ids for a prediction's outputs: known from its index (also
-/// once Replicate has removed the data), or kept now when it was made
-/// through us and has just succeeded. `None` leaves the outputs as
-/// Replicate gave them: predictions made elsewhere are not kept.
-async fn outputs_of(cx: &RequestContext, config: &Config, value: &Value) -> Option<Vec<String>> {
-    let prediction: Prediction = serde_json::from_value(value.clone()).ok()?;
-    let index = cx.store().ok()?.prediction_index(&prediction.id).await.ok().flatten()?;
-    if let Some(ids) = index.ids {
-        return Some(ids);
-    }
-    if prediction.status != Status::Succeeded || prediction.output_urls().is_empty() {
-        return None;
-    }
-    let input = value.get("input").cloned().unwrap_or(index.input);
-    let model = config.models.default_entry().model.model();
-    let requested = requested_kind(prediction.model.as_deref(), &input);
-    match keep_outputs(cx, &model, requested, &prediction, &input, Seen::MaybeBefore).await {
-        Ok(ids) => Some(ids),
-        Err(e) => {
-            worker::console_warn!("keeping outputs of {}: {e}", prediction.id);
-            None
+/// Points a prediction object (as Replicate answered it) at this service:
+/// its outputs become our image URLs when they are kept (known from its
+/// index, also once Replicate has removed the data, or kept now when it was
+/// made through us and has just succeeded), and it shows the caller's own
+/// webhook. Predictions made elsewhere are left as Replicate gave them.
+async fn point_here(cx: &RequestContext, rewriter: &Rewriter<'_>, value: &mut Value) {
+    let index = async {
+        let prediction: Prediction = serde_json::from_value(value.clone()).ok()?;
+        let index = cx.store().ok()?.prediction_index(&prediction.id).await.ok().flatten()?;
+        if index.kept_ids().is_some() || prediction.status != Status::Succeeded {
+            return Some(index);
         }
+        match super::jobs::advance(cx, index, &prediction).await {
+            Ok(index) => Some(index),
+            Err(e) => {
+                worker::console_warn!("keeping outputs of {}: {e}", prediction.id);
+                None
+            }
+        }
+    };
+    let index = index.await;
+    rewriter.prediction(value, index.as_ref().and_then(PredictionIndex::kept_ids));
+    if let Some(job) = index.as_ref().and_then(|i| i.job.as_ref()) {
+        super::jobs::restore_caller_webhook(value, job);
     }
 }
 
 /// Records a prediction just created through us (its index, without ids
-/// yet), so that its outputs are kept when it succeeds.
-async fn remember_created(cx: &RequestContext, answer: &str, request: Option<&str>) -> Result<(), ApiError> {
-    let Ok(Value::Object(created)) = serde_json::from_str::<Value>(answer) else { return Ok(()) };
-    let Some(id) = created.get("id").and_then(Value::as_str) else { return Ok(()) };
+/// yet), so that its outputs are kept when it succeeds; with the caller's
+/// webhook, as a job this service follows and delivers.
+async fn remember_created(
+    cx: &RequestContext,
+    caller: &Caller,
+    answer: &str,
+    request: Option<&str>,
+    hook: Option<CallerWebhook>,
+) -> Result<(), ApiError> {
+    let Ok(prediction) = serde_json::from_str::<Prediction>(answer) else { return Ok(()) };
+    if !is_prediction_id(&prediction.id) {
+        return Ok(());
+    }
     let input = request
         .and_then(|body| serde_json::from_str::<Value>(body).ok())
         .and_then(|mut body| body.get_mut("input").map(Value::take))
         .unwrap_or(Value::Null);
-    let index = PredictionIndex { ids: None, input: compact_input(&input) };
-    cx.store()?.put_prediction_index(id, &index).await
+    let mut index = PredictionIndex { input: compact_input(&input), ..PredictionIndex::default() };
+    let Some(hook) = hook else {
+        return cx.store()?.put_prediction_index(&prediction.id, &index).await;
+    };
+    let model = prediction.model.clone().unwrap_or_else(|| String::from("unknown"));
+    index.job = Some(JobState {
+        kind: JobKind::Prediction,
+        model,
+        subject: caller.subject.clone(),
+        service_token: !caller.is_user(),
+        status: Status::Starting,
+        error: None,
+        seed: input.get("seed").cloned(),
+        created_ms: now_ms(),
+        updated_ms: now_ms(),
+        base_url: cx.base_url.clone(),
+        webhook: Some(hook),
+    });
+    let watcher = match super::jobs::service_webhook(cx, caller) {
+        Some(_) => None,
+        None => Some(cx.replicate(caller)?),
+    };
+    super::jobs::follow(cx, &index, &prediction, watcher).await
+}
+
+/// Takes the caller's `webhook` (and filter) out of a create's body, checked,
+/// and gives Replicate `service_webhook` instead (when there is one).
+fn take_webhook(
+    body: &str,
+    config: &Config,
+    service_webhook: Option<&str>,
+) -> Result<(String, Option<CallerWebhook>), ApiError> {
+    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(body) else { return Ok((body.to_owned(), None)) };
+    let url = match object.remove("webhook") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) => match webhook_target_problem(&url, &config.extra_webhook_hosts) {
+            None => Some(url),
+            Some(problem) => return Err(ApiError::invalid_input(problem)),
+        },
+        Some(_) => return Err(ApiError::invalid_input("webhook must be an https:// URL")),
+    };
+    let filter = match object.remove("webhook_events_filter") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(events))
+            if events.iter().all(|e| e.as_str().is_some_and(|e| WEBHOOK_EVENTS.contains(&e))) =>
+        {
+            Some(events.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_input(format!(
+                "webhook_events_filter must be a list of: {}",
+                WEBHOOK_EVENTS.join(", ")
+            )))
+        }
+    };
+    if let Some(ours) = service_webhook {
+        object.insert("webhook".into(), Value::String(ours.to_owned()));
+        object.insert("webhook_events_filter".into(), serde_json::json!(["completed"]));
+    }
+    let hook = url.map(|url| CallerWebhook::new(url, filter));
+    Ok((Value::Object(object).to_string(), hook))
 }
 
 /// A create's `webhook`, when it is one that may not be called.
-fn webhook_problem(body: &str) -> Option<&'static str> {
+fn webhook_problem(body: &str, config: &Config) -> Option<&'static str> {
     let value: Value = serde_json::from_str(body).ok()?;
     match value.get("webhook")? {
         Value::Null => None,
-        Value::String(url) => webhook_target_problem(url),
+        Value::String(url) => webhook_target_problem(url, &config.extra_webhook_hosts),
         _ => Some("webhook must be an https:// URL"),
     }
 }

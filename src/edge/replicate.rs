@@ -89,18 +89,21 @@ impl Replicate {
         })
     }
 
-    /// Creates a prediction, held open by `Prefer: wait` for up to `wait_secs`.
+    /// Creates a prediction, held open by `Prefer: wait` for up to
+    /// `wait_secs` (`None`: answered at once, as it starts).
     /// A 429 is retried (the create was refused, so nothing is paid twice)
     /// while `deadline_ms` allows; a 5xx is not retried.
     pub async fn create(
         &self,
         path: &str,
         body: &Map<String, Value>,
-        wait_secs: u64,
+        wait_secs: Option<u64>,
         deadline_ms: u64,
     ) -> Result<Prediction, ApiError> {
         let body = Value::Object(body.clone()).to_string();
-        let prefer = format!("wait={wait_secs}");
+        let prefer = wait_secs.map(|secs| format!("wait={secs}"));
+        let headers: Vec<(&str, &str)> = prefer.iter().map(|p| ("Prefer", p.as_str())).collect();
+        let timeout = wait_secs.unwrap_or(0).saturating_mul(1000).saturating_add(CREATE_SLACK_MS);
         let mut attempt = 0;
         loop {
             let answer = self
@@ -108,11 +111,8 @@ impl Replicate {
                     Method::Post,
                     path,
                     Some(body.as_str().into()),
-                    &[("Prefer", &prefer)],
-                    wait_secs
-                        .saturating_mul(1000)
-                        .saturating_add(CREATE_SLACK_MS)
-                        .min(deadline_ms.saturating_sub(now_ms())),
+                    &headers,
+                    timeout.min(deadline_ms.saturating_sub(now_ms())),
                 )
                 .await?;
             if answer.status == 429 && self.wait_for_retry(&answer, attempt, deadline_ms).await {
@@ -162,6 +162,13 @@ impl Replicate {
             Ok(a) => worker::console_warn!("cancel {id}: Replicate answered {}", a.status),
             Err(e) => worker::console_warn!("cancel {id}: {e}"),
         }
+    }
+
+    /// Cancels a prediction and answers it as Replicate then describes it.
+    pub async fn cancel_prediction(&self, id: &str) -> Result<Prediction, ApiError> {
+        let path = format!("/v1/predictions/{id}/cancel");
+        let answer = self.send(Method::Post, &path, None, &[], READ_TIMEOUT_MS).await?;
+        self.prediction(answer)
     }
 
     /// Sleeps before a retry when the deadline allows it; false when it does not.

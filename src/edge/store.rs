@@ -20,6 +20,7 @@ use super::net::{fetch_output, now_ms, read_capped, sleep_ms, NetError};
 use super::{IMAGES_BUCKET, METADATA_KV};
 use crate::backoff::retry_delay_ms;
 use crate::error::ApiError;
+use crate::jobs::CallerWebhook;
 use crate::metadata::{kv_key, kv_metadata, prediction_key, ImageRecord, ImageSource, PredictionIndex, StoreStatus};
 use crate::output::sniff_image;
 
@@ -50,6 +51,14 @@ const LEASE_PREFIX: &str = "lease:";
 /// The KV key counting images lost (never stored before their upstream
 /// output was removed).
 const LOST_COUNT_KEY: &str = "stats:lost";
+/// The KV prefix of the jobs the cron follows (see `crate::jobs`).
+pub const OPEN_JOB_PREFIX: &str = "open:";
+/// The KV prefix of what was delivered to a job's webhook.
+const HOOK_PREFIX: &str = "hook:";
+/// The KV prefix of a `completed` delivery's payload, kept for the cron.
+const PAYLOAD_PREFIX: &str = "payload:";
+/// How long a job's keys live: past the time it is followed.
+const JOB_KEYS_TTL_SECS: u64 = crate::jobs::FOLLOW_FOR_MS / 1000 + 3600;
 /// How long an index entry outlives its image's upstream output (an hour).
 const PENDING_INDEX_TTL_SECS: u64 = 2 * 60 * 60;
 
@@ -128,6 +137,61 @@ impl Store {
     pub async fn put_prediction_index(&self, prediction_id: &str, index: &PredictionIndex) -> Result<(), ApiError> {
         let text = serde_json::to_string(index).map_err(|e| ApiError::internal().with_cause(e))?;
         self.put_text(&prediction_key(prediction_id), text).await
+    }
+
+    /// Removes an image's record (an announced image its generation never gave).
+    pub async fn delete_record(&self, id: &str) {
+        if let Err(e) = self.kv.delete(&kv_key(id)).await {
+            worker::console_warn!("KV delete {id}: {e}");
+        }
+    }
+
+    /// Lists a job for the cron to follow (see `crate::jobs`).
+    pub async fn open_job(&self, prediction_id: &str) -> Result<(), ApiError> {
+        self.put_text_for(&format!("{OPEN_JOB_PREFIX}{prediction_id}"), "", JOB_KEYS_TTL_SECS).await
+    }
+
+    /// Takes a job off the cron's list.
+    pub async fn close_job(&self, prediction_id: &str) {
+        if let Err(e) = self.kv.delete(&format!("{OPEN_JOB_PREFIX}{prediction_id}")).await {
+            worker::console_warn!("KV delete {OPEN_JOB_PREFIX}{prediction_id}: {e}");
+        }
+    }
+
+    /// One page of the jobs the cron follows, and the cursor of the next.
+    pub async fn open_jobs_page(&self, cursor: Option<String>) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let mut list = self.kv.list().prefix(OPEN_JOB_PREFIX.into()).limit(1000);
+        if let Some(c) = cursor {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
+        let ids = page.keys.iter().map(|k| k.name.trim_start_matches(OPEN_JOB_PREFIX).to_owned()).collect();
+        Ok((ids, page.cursor.filter(|c| !page.list_complete && !c.is_empty())))
+    }
+
+    /// What was delivered to a job's webhook, once anything was tried.
+    pub async fn hook_state(&self, prediction_id: &str) -> Option<CallerWebhook> {
+        let text = self.get_text(&format!("{HOOK_PREFIX}{prediction_id}")).await.ok()??;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub async fn put_hook_state(&self, prediction_id: &str, hook: &CallerWebhook) {
+        let Ok(text) = serde_json::to_string(hook) else { return };
+        if let Err(e) = self.put_text_for(&format!("{HOOK_PREFIX}{prediction_id}"), text, JOB_KEYS_TTL_SECS).await {
+            worker::console_warn!("{e}");
+        }
+    }
+
+    /// The payload of a `completed` delivery left to the cron.
+    pub async fn delivery_payload(&self, prediction_id: &str) -> Option<String> {
+        self.get_text(&format!("{PAYLOAD_PREFIX}{prediction_id}")).await.ok()?
+    }
+
+    pub async fn put_delivery_payload(&self, prediction_id: &str, payload: &str) {
+        let key = format!("{PAYLOAD_PREFIX}{prediction_id}");
+        if let Err(e) = self.put_text_for(&key, payload.to_owned(), JOB_KEYS_TTL_SECS).await {
+            worker::console_warn!("{e}");
+        }
     }
 
     /// One page of the ids of copies still to do, and the cursor of the next.
