@@ -1,5 +1,6 @@
 //! `GET|HEAD /image/{id}`: the bytes from R2, streamed without entering wasm,
-//! with a strong ETag, immutable caching, conditional and range requests.
+//! with a strong ETag, immutable caching, conditional and range requests
+//! (one R2 call each, see `serving`).
 //!
 //! Only bytes in R2 are ever served: they were checked to be an image, by
 //! their magic numbers, before they were written. While an image's copy is
@@ -8,13 +9,13 @@
 //! per reader. Every answer, errors included, carries `nosniff` and a
 //! Content-Security-Policy that lets nothing run.
 
-use worker::{Headers, Method, Object, Request, Response};
+use worker::{Headers, Object, Request, Response};
 
 use super::net::{now_ms, sleep_ms};
-use super::store::{source_still_valid, Store, COPY_TIMEOUT_MS};
+use super::serving::{self, Stored};
+use super::store::{source_still_valid, Read, Store, COPY_TIMEOUT_MS};
 use super::{respond, RequestContext};
 use crate::error::ApiError;
-use crate::http_range::{content_range, etag_matches, parse_range, unsatisfied_range, RangeRequest};
 use crate::image_id::{parse_image_id, rfc3339_to_ms};
 use crate::metadata::StoreStatus;
 
@@ -98,76 +99,33 @@ async fn wait_for_copy(store: &Store, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The answer from R2, or `None` when the image is not stored there.
+/// The answer from R2 (one call, see `serving`), or `None` when the image
+/// is not stored there.
 async fn from_r2(req: &Request, store: &Store, id: &str) -> Result<Option<Response>, ApiError> {
-    let head_only = req.method() == Method::Head;
-    let if_none_match = req.headers().get("If-None-Match")?;
-    let range = req.headers().get("Range")?;
+    serving::answer(req, &ImageBytes { store, id }).await
+}
 
-    // Conditional or ranged requests need the size and ETag first.
-    if if_none_match.is_some() || range.is_some() || head_only {
-        let Some(meta) = store.head(id).await? else { return Ok(None) };
-        let etag = meta.http_etag();
-        if if_none_match.as_deref().is_some_and(|v| etag_matches(v, &etag)) {
-            let headers = object_headers(&meta)?;
-            return Ok(Some(Response::empty()?.with_status(304).with_headers(headers)));
-        }
-        let size = meta.size();
-        return match parse_range(range.as_deref(), size) {
-            RangeRequest::Unsatisfiable => {
-                let mut response = respond::error(&ApiError::new(416, "Range Not Satisfiable"));
-                set(response.headers_mut(), "Content-Range", &unsatisfied_range(size))?;
-                Ok(Some(response))
-            }
-            RangeRequest::Full if head_only => {
-                let headers = object_headers(&meta)?;
-                set(&headers, "Content-Length", &size.to_string())?;
-                Ok(Some(Response::empty()?.with_headers(headers)))
-            }
-            RangeRequest::Full => serve(store, id, None, size).await.map(Some),
-            RangeRequest::Partial { start, end } => serve(store, id, Some((start, end)), size).await.map(Some),
-        };
+/// An image's bytes in R2.
+struct ImageBytes<'a> {
+    store: &'a Store,
+    id: &'a str,
+}
+
+impl Stored for ImageBytes<'_> {
+    async fn head(&self) -> Result<Option<Object>, ApiError> {
+        self.store.head(self.id).await
     }
-    match store.object(id, None).await? {
-        Some(object) => {
-            let size = object.size();
-            stream_object(object, None, size).map(Some)
-        }
-        None => Ok(None),
+
+    async fn read(&self, read: Read) -> Result<Option<Object>, ApiError> {
+        self.store.object(self.id, read).await
     }
-}
 
-async fn serve(store: &Store, id: &str, part: Option<(u64, u64)>, size: u64) -> Result<Response, ApiError> {
-    match store.object(id, part).await? {
-        Some(object) => stream_object(object, part, size),
-        None => Err(image_not_found()),
+    fn headers(&self, object: &Object) -> Result<Headers, ApiError> {
+        let headers = Headers::new();
+        let content_type = object.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into());
+        headers.set("Content-Type", &content_type)?;
+        headers.set("ETag", &object.http_etag())?;
+        headers.set("Cache-Control", IMMUTABLE)?;
+        Ok(headers)
     }
-}
-
-fn stream_object(object: Object, part: Option<(u64, u64)>, size: u64) -> Result<Response, ApiError> {
-    let headers = object_headers(&object)?;
-    let (status, length) = match part {
-        Some((start, end)) => {
-            set(&headers, "Content-Range", &content_range(start, end, size))?;
-            (206, end - start + 1)
-        }
-        None => (200, size),
-    };
-    set(&headers, "Content-Length", &length.to_string())?;
-    let body = object.body().ok_or_else(|| ApiError::internal().with_cause("R2 object without a body"))?;
-    Ok(Response::from_body(body.response_body()?)?.with_status(status).with_headers(headers))
-}
-
-fn object_headers(object: &Object) -> Result<Headers, ApiError> {
-    let headers = Headers::new();
-    let content_type = object.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into());
-    set(&headers, "Content-Type", &content_type)?;
-    set(&headers, "ETag", &object.http_etag())?;
-    set(&headers, "Cache-Control", IMMUTABLE)?;
-    set(&headers, "Accept-Ranges", "bytes")?;
-    Ok(headers)
-}
-
-fn set(headers: &Headers, name: &str, value: &str) -> Result<(), ApiError> {
-    Ok(headers.set(name, value)?)
 }
