@@ -1,6 +1,7 @@
 //! `GET|HEAD /image/{id}`: the bytes from R2, streamed without entering wasm,
 //! with a strong ETag, immutable caching, conditional and range requests
-//! (one R2 call each, see `serving`).
+//! (one R2 call each, see `serving`), and this location's cache (the Cache
+//! API) in front of R2 for whole images.
 //!
 //! Only bytes in R2 are ever served: they were checked to be an image, by
 //! their magic numbers, before they were written. While an image's copy is
@@ -9,7 +10,7 @@
 //! per reader. Every answer, errors included, carries `nosniff` and a
 //! Content-Security-Policy that lets nothing run.
 
-use worker::{Headers, Object, Request, Response};
+use worker::{Cache, Headers, Method, Object, Request, RequestInit, Response};
 
 use super::net::{now_ms, sleep_ms};
 use super::serving::{self, Stored};
@@ -28,6 +29,9 @@ const WAIT_FOR_COPY_MS: u64 = 8_000;
 const NOT_READY_RETRY_SECS: u32 = 2;
 /// A pending copy younger than this is left to the request that started it.
 const PENDING_GRACE_MS: u64 = 30_000;
+/// How long after a delete a read that started before it may still put the
+/// image in the cache (a copy streams into it while it is answered).
+const REFILL_WINDOW_MS: u64 = 10_000;
 
 pub fn image_not_found() -> ApiError {
     ApiError::new(404, "Image not found")
@@ -62,6 +66,23 @@ async fn answer(req: &Request, cx: &RequestContext, id: &str) -> Result<Response
     if parse_image_id(id).is_none() {
         return Err(image_not_found());
     }
+    let cacheable = req.method() == Method::Get && req.headers().get("Range")?.is_none();
+    if cacheable {
+        match cached(req, cx, id).await {
+            Ok(Some(hit)) => return Ok(hit),
+            Ok(None) => {}
+            Err(e) => worker::console_warn!("cache match {id}: {e}"),
+        }
+    }
+    let mut response = from_store(req, cx, id).await?;
+    if cacheable && response.status_code() == 200 {
+        keep(cx, id, &mut response)?;
+    }
+    Ok(response)
+}
+
+/// The answer from R2, waiting for (or making) a copy still to land.
+async fn from_store(req: &Request, cx: &RequestContext, id: &str) -> Result<Response, ApiError> {
     let store = cx.store()?;
     if let Some(response) = from_r2(req, store, id).await? {
         return Ok(response);
@@ -127,5 +148,76 @@ impl Stored for ImageBytes<'_> {
         headers.set("ETag", &object.http_etag())?;
         headers.set("Cache-Control", IMMUTABLE)?;
         Ok(headers)
+    }
+}
+
+// The Cache API in front of R2, for whole images: the bytes never change,
+// so a hit needs no R2 or KV call. It works on a custom domain only: on
+// workers.dev it keeps nothing, and every read goes to R2. Only 200s are
+// kept, and only GETs without `Range` look there: a range is one R2 call
+// anyway, answered as `http_range` says (the cache has rules of its own,
+// several ranges at once among them). Entries are keyed by the image's
+// public URL, whatever host a read came by, so that a DELETE finds them;
+// each location has a cache of its own.
+
+/// A whole image from this location's cache, with the cache's own answer
+/// to the request's `If-None-Match` (200 or 304); `None` when not there.
+async fn cached(req: &Request, cx: &RequestContext, id: &str) -> Result<Option<Response>, ApiError> {
+    let headers = Headers::new();
+    if let Some(tags) = req.headers().get("If-None-Match")? {
+        headers.set("If-None-Match", &tags)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let lookup = Request::new_with_init(&cx.image_url(id), &init)?;
+    match Cache::default().get(&lookup, false).await? {
+        Some(hit) if matches!(hit.status_code(), 200 | 304) => with_own_headers(hit).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A cached answer with headers that can be added to (the cache's are
+/// immutable); a 304 without the Content-Length of the bytes it leaves out.
+fn with_own_headers(hit: Response) -> Result<Response, ApiError> {
+    let status = hit.status_code();
+    let headers = Headers::new();
+    for (name, value) in hit.headers().entries() {
+        if status == 304 && name.eq_ignore_ascii_case("Content-Length") {
+            continue;
+        }
+        headers.append(&name, &value)?;
+    }
+    let (_, body) = hit.into_parts();
+    Ok(Response::from_body(body)?.with_status(status).with_headers(headers))
+}
+
+/// Puts a copy of a whole image's answer in this location's cache, after
+/// the answer.
+fn keep(cx: &RequestContext, id: &str, response: &mut Response) -> Result<(), ApiError> {
+    let copy = response.cloned()?;
+    let key = cx.image_url(id);
+    cx.wait_until(async move {
+        if let Err(e) = Cache::default().put(&key, copy).await {
+            worker::console_warn!("cache put {key}: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// Drops a deleted image from this location's cache, now and once more
+/// after `REFILL_WINDOW_MS`, as a read under way may put it back meanwhile.
+/// Other locations keep their copy until it expires.
+pub async fn forget(cx: &RequestContext, id: &str) {
+    let key = cx.image_url(id);
+    uncache(&key).await;
+    cx.wait_until(async move {
+        sleep_ms(REFILL_WINDOW_MS).await;
+        uncache(&key).await;
+    });
+}
+
+async fn uncache(key: &str) {
+    if let Err(e) = Cache::default().delete(key, false).await {
+        worker::console_warn!("cache delete {key}: {e}");
     }
 }
