@@ -1,9 +1,9 @@
 // GET/HEAD /image/{id}: stored in R2 after the answer, served with caching
-// headers, conditional and range requests; and what happens when the copy
-// fails.
+// headers, conditional and range requests (one R2 read each), whole images
+// from the Cache API in front of R2; and what happens when the copy fails.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { addRule, eventually, generate, record, stored, uniquePrompt, worker } from "./harness.mjs";
+import { AUTH_TOKEN, addRule, eventually, generate, record, stored, uniquePrompt, worker } from "./harness.mjs";
 
 async function generated(w, input) {
   const res = await generate(w, { input });
@@ -231,5 +231,126 @@ describe("serving", () => {
       assert.equal(res.status, 404, id);
       assert.deepEqual(await res.json(), { error: "Image not found" });
     }
+  });
+});
+
+/** An image generated and stored, with its bytes and ETag as R2 has them. */
+async function storedImage(w, what) {
+  const { id } = await generated(w, { prompt: uniquePrompt(what), output_format: "png", megapixels: "0.25" });
+  await stored(w, id);
+  const object = await (await w.mf.getR2Bucket("IMAGES")).get(id);
+  return { id, etag: object.httpEtag, bytes: new Uint8Array(await object.arrayBuffer()) };
+}
+
+/** Waits until Miniflare's cache holds the image's whole answer (put after the answer). */
+async function cachedInWorker(w, id) {
+  const caches = await w.mf.getCaches();
+  await eventually(async () => {
+    const hit = await caches.default.match(new URL(`/image/${id}`, w.url).href);
+    await hit?.arrayBuffer();
+    return hit?.status === 200;
+  }, 5000, `image ${id} in the cache`);
+}
+
+/** Removes an image behind the worker's back: its R2 bytes and its KV record. */
+async function removeFromStorage(w, id) {
+  await (await w.mf.getR2Bucket("IMAGES")).delete(id);
+  await (await w.mf.getKVNamespace("IMAGE_META")).delete(`image:${id}`);
+}
+
+function assertImageHeaders(res, etag) {
+  assert.equal(res.headers.get("etag"), etag);
+  assert.equal(res.headers.get("cache-control"), "public, max-age=31536000, immutable");
+  assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(res.headers.get("content-security-policy"), "default-src 'none'; sandbox");
+}
+
+describe("one R2 read, and the cache in front of it", () => {
+  test("304 and 206 answered straight from R2, and never kept in the cache", async () => {
+    const w = await worker();
+    const { id, etag, bytes } = await storedImage(w, "one read");
+    const size = bytes.length;
+    const get = (headers) => w.fetch(`/image/${id}`, { headers });
+
+    for (const tags of [etag, `W/${etag}`, `"other", ${etag}`, "*"]) {
+      const res = await get({ "if-none-match": tags });
+      assert.equal(res.status, 304, tags);
+      assertImageHeaders(res, etag);
+      assert.equal((await res.arrayBuffer()).byteLength, 0);
+    }
+
+    const part = async (range, start, end) => {
+      const res = await get({ range });
+      assert.equal(res.status, 206, range);
+      assert.equal(res.headers.get("content-range"), `bytes ${start}-${end}/${size}`, range);
+      assert.equal(res.headers.get("content-length"), String(end - start + 1), range);
+      assertImageHeaders(res, etag);
+      assert.deepEqual(new Uint8Array(await res.arrayBuffer()), bytes.slice(start, end + 1), range);
+    };
+    await part("bytes=-20", size - 20, size - 1);
+    await part(`bytes=${size - 5}-`, size - 5, size - 1);
+    await part(`bytes=${size - 5}-${size + 100}`, size - 5, size - 1);
+    await part("bytes=10-109", 10, 109);
+
+    for (const range of [`bytes=${size}-`, `bytes=${size}-${size + 9}`, "bytes=-0"]) {
+      const res = await get({ range });
+      assert.equal(res.status, 416, range);
+      assert.equal(res.headers.get("content-range"), `bytes */${size}`, range);
+      assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+      await res.arrayBuffer();
+    }
+    const both = await get({ "if-none-match": etag, range: "bytes=0-9" });
+    assert.equal(both.status, 304, "a matching ETag comes before the range");
+    const several = await get({ range: "bytes=0-1,5-6" });
+    assert.equal(several.status, 200, "several ranges: the whole image");
+    assert.deepEqual(new Uint8Array(await several.arrayBuffer()), bytes);
+
+    await removeFromStorage(w, id);
+    const after = await get({});
+    assert.equal(after.status, 404, "none of those answers was kept in the cache");
+    await after.arrayBuffer();
+  });
+
+  test("a whole image, once answered, comes from the cache without R2 or KV", async () => {
+    const w = await worker();
+    const { id, etag, bytes } = await storedImage(w, "cached");
+    const first = await w.fetch(`/image/${id}`);
+    assert.equal(first.status, 200);
+    assert.deepEqual(new Uint8Array(await first.arrayBuffer()), bytes);
+    await cachedInWorker(w, id);
+    await removeFromStorage(w, id);
+
+    const res = await w.fetch(`/image/${id}`);
+    assert.equal(res.status, 200, "served from the cache, with R2 and KV empty");
+    assertImageHeaders(res, etag);
+    assert.equal(res.headers.get("content-type"), "image/png");
+    assert.equal(res.headers.get("content-length"), String(bytes.length));
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), bytes);
+    const cors = await w.fetch(`/image/${id}`, { headers: { origin: "https://elsewhere.example" } });
+    assert.equal(cors.status, 200);
+    assert.ok(cors.headers.get("access-control-allow-origin"), "headers are still added to a cached answer");
+    await cors.arrayBuffer();
+    const unchanged = await w.fetch(`/image/${id}`, { headers: { "if-none-match": etag } });
+    assert.equal(unchanged.status, 304, "the cache answers If-None-Match itself");
+    assertImageHeaders(unchanged, etag);
+
+    // HEAD and ranges go to R2, where the image is gone.
+    const head = await w.fetch(`/image/${id}`, { method: "HEAD" });
+    assert.equal(head.status, 404);
+    const range = await w.fetch(`/image/${id}`, { headers: { range: "bytes=0-9" } });
+    assert.equal(range.status, 404);
+    await range.arrayBuffer();
+  });
+
+  test("deleting an image drops it from the cache", async () => {
+    const w = await worker();
+    const { id } = await storedImage(w, "deleted");
+    await (await w.fetch(`/image/${id}`)).arrayBuffer();
+    await cachedInWorker(w, id);
+    const del = await w.fetch(`/image/${id}`, { method: "DELETE", headers: { authorization: `Bearer ${AUTH_TOKEN}` } });
+    assert.equal(del.status, 204);
+    const res = await w.fetch(`/image/${id}`);
+    assert.equal(res.status, 404);
+    await res.arrayBuffer();
   });
 });

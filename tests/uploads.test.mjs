@@ -206,6 +206,38 @@ describe("POST /uploads", () => {
     assert.ok(!JSON.stringify(r).includes(USER_REPLICATE_TOKEN));
   });
 
+  test("ranges and ETags are answered at /upload/{id}: 206, 416, 304", T, async () => {
+    const w = await worker();
+    const bytes = await image("png", 64, 48);
+    const { url } = await uploaded(w, bytes);
+    const size = bytes.length;
+    const etag = (await fetch(url, { method: "HEAD" })).headers.get("etag");
+
+    for (const [range, start, end] of [["bytes=0-9", 0, 9], ["bytes=-7", size - 7, size - 1], [`bytes=${size - 3}-`, size - 3, size - 1]]) {
+      const res = await fetch(url, { headers: { range } });
+      assert.equal(res.status, 206, range);
+      assert.equal(res.headers.get("content-range"), `bytes ${start}-${end}/${size}`, range);
+      assert.equal(res.headers.get("accept-ranges"), "bytes");
+      assert.equal(res.headers.get("etag"), etag);
+      assertProtected(res);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes.subarray(start, end + 1), range);
+    }
+    const past = await fetch(url, { headers: { range: `bytes=${size}-` } });
+    assert.equal(past.status, 416);
+    assert.equal(past.headers.get("content-range"), `bytes */${size}`);
+    assertProtected(past);
+    await past.arrayBuffer();
+
+    const unchanged = await fetch(url, { headers: { "if-none-match": etag, range: "bytes=0-9" } });
+    assert.equal(unchanged.status, 304, "a matching ETag comes before the range");
+    assert.equal(unchanged.headers.get("etag"), etag);
+    assert.match(unchanged.headers.get("cache-control"), /^public, max-age=\d+$/);
+    assertProtected(unchanged);
+    const several = await fetch(url, { headers: { range: "bytes=0-1,5-6" } });
+    assert.equal(several.status, 200, "several ranges: the whole upload");
+    assert.deepEqual(Buffer.from(await several.arrayBuffer()), bytes);
+  });
+
   test("unknown and malformed ids are 404s, still protected", T, async () => {
     const w = await worker();
     for (const id of ["0123456789abcdef0123456789abcdef.png", "nope.png", "..%2Fimage.png"]) {

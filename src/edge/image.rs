@@ -1,5 +1,7 @@
 //! `GET|HEAD /image/{id}`: the bytes from R2, streamed without entering wasm,
-//! with a strong ETag, immutable caching, conditional and range requests.
+//! with a strong ETag, immutable caching, conditional and range requests
+//! (one R2 call each, see `serving`), and this location's cache (the Cache
+//! API) in front of R2 for whole images.
 //!
 //! Only bytes in R2 are ever served: they were checked to be an image, by
 //! their magic numbers, before they were written. While an image's copy is
@@ -8,13 +10,13 @@
 //! per reader. Every answer, errors included, carries `nosniff` and a
 //! Content-Security-Policy that lets nothing run.
 
-use worker::{Headers, Method, Object, Request, Response};
+use worker::{Cache, Headers, Method, Object, Request, RequestInit, Response};
 
 use super::net::{now_ms, sleep_ms};
-use super::store::{source_still_valid, Store, COPY_TIMEOUT_MS};
+use super::serving::{self, Stored};
+use super::store::{source_still_valid, Read, Store, COPY_TIMEOUT_MS};
 use super::{respond, RequestContext};
 use crate::error::ApiError;
-use crate::http_range::{content_range, etag_matches, parse_range, unsatisfied_range, RangeRequest};
 use crate::image_id::{parse_image_id, rfc3339_to_ms};
 use crate::metadata::StoreStatus;
 
@@ -27,6 +29,9 @@ const WAIT_FOR_COPY_MS: u64 = 8_000;
 const NOT_READY_RETRY_SECS: u32 = 2;
 /// A pending copy younger than this is left to the request that started it.
 const PENDING_GRACE_MS: u64 = 30_000;
+/// How long after a delete a read that started before it may still put the
+/// image in the cache (a copy streams into it while it is answered).
+const REFILL_WINDOW_MS: u64 = 10_000;
 
 pub fn image_not_found() -> ApiError {
     ApiError::new(404, "Image not found")
@@ -61,6 +66,23 @@ async fn answer(req: &Request, cx: &RequestContext, id: &str) -> Result<Response
     if parse_image_id(id).is_none() {
         return Err(image_not_found());
     }
+    let cacheable = req.method() == Method::Get && req.headers().get("Range")?.is_none();
+    if cacheable {
+        match cached(req, cx, id).await {
+            Ok(Some(hit)) => return Ok(hit),
+            Ok(None) => {}
+            Err(e) => worker::console_warn!("cache match {id}: {e}"),
+        }
+    }
+    let mut response = from_store(req, cx, id).await?;
+    if cacheable && response.status_code() == 200 {
+        keep(cx, id, &mut response)?;
+    }
+    Ok(response)
+}
+
+/// The answer from R2, waiting for (or making) a copy still to land.
+async fn from_store(req: &Request, cx: &RequestContext, id: &str) -> Result<Response, ApiError> {
     let store = cx.store()?;
     if let Some(response) = from_r2(req, store, id).await? {
         return Ok(response);
@@ -101,76 +123,104 @@ async fn wait_for_copy(store: &Store, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The answer from R2, or `None` when the image is not stored there.
+/// The answer from R2 (one call, see `serving`), or `None` when the image
+/// is not stored there.
 async fn from_r2(req: &Request, store: &Store, id: &str) -> Result<Option<Response>, ApiError> {
-    let head_only = req.method() == Method::Head;
-    let if_none_match = req.headers().get("If-None-Match")?;
-    let range = req.headers().get("Range")?;
+    serving::answer(req, &ImageBytes { store, id }).await
+}
 
-    // Conditional or ranged requests need the size and ETag first.
-    if if_none_match.is_some() || range.is_some() || head_only {
-        let Some(meta) = store.head(id).await? else { return Ok(None) };
-        let etag = meta.http_etag();
-        if if_none_match.as_deref().is_some_and(|v| etag_matches(v, &etag)) {
-            let headers = object_headers(&meta)?;
-            return Ok(Some(Response::empty()?.with_status(304).with_headers(headers)));
-        }
-        let size = meta.size();
-        return match parse_range(range.as_deref(), size) {
-            RangeRequest::Unsatisfiable => {
-                let mut response = respond::error(&ApiError::new(416, "Range Not Satisfiable"));
-                set(response.headers_mut(), "Content-Range", &unsatisfied_range(size))?;
-                Ok(Some(response))
-            }
-            RangeRequest::Full if head_only => {
-                let headers = object_headers(&meta)?;
-                set(&headers, "Content-Length", &size.to_string())?;
-                Ok(Some(Response::empty()?.with_headers(headers)))
-            }
-            RangeRequest::Full => serve(store, id, None, size).await.map(Some),
-            RangeRequest::Partial { start, end } => serve(store, id, Some((start, end)), size).await.map(Some),
-        };
+/// An image's bytes in R2.
+struct ImageBytes<'a> {
+    store: &'a Store,
+    id: &'a str,
+}
+
+impl Stored for ImageBytes<'_> {
+    async fn head(&self) -> Result<Option<Object>, ApiError> {
+        self.store.head(self.id).await
     }
-    match store.object(id, None).await? {
-        Some(object) => {
-            let size = object.size();
-            stream_object(object, None, size).map(Some)
-        }
-        None => Ok(None),
+
+    async fn read(&self, read: Read) -> Result<Option<Object>, ApiError> {
+        self.store.object(self.id, read).await
+    }
+
+    fn headers(&self, object: &Object) -> Result<Headers, ApiError> {
+        let headers = Headers::new();
+        let content_type = object.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into());
+        headers.set("Content-Type", &content_type)?;
+        headers.set("ETag", &object.http_etag())?;
+        headers.set("Cache-Control", IMMUTABLE)?;
+        Ok(headers)
     }
 }
 
-async fn serve(store: &Store, id: &str, part: Option<(u64, u64)>, size: u64) -> Result<Response, ApiError> {
-    match store.object(id, part).await? {
-        Some(object) => stream_object(object, part, size),
-        None => Err(image_not_found()),
-    }
-}
+// The Cache API in front of R2, for whole images: the bytes never change,
+// so a hit needs no R2 or KV call. It works on a custom domain only: on
+// workers.dev it keeps nothing, and every read goes to R2. Only 200s are
+// kept, and only GETs without `Range` look there: a range is one R2 call
+// anyway, answered as `http_range` says (the cache has rules of its own,
+// several ranges at once among them). Entries are keyed by the image's
+// public URL, whatever host a read came by, so that a DELETE finds them;
+// each location has a cache of its own.
 
-fn stream_object(object: Object, part: Option<(u64, u64)>, size: u64) -> Result<Response, ApiError> {
-    let headers = object_headers(&object)?;
-    let (status, length) = match part {
-        Some((start, end)) => {
-            set(&headers, "Content-Range", &content_range(start, end, size))?;
-            (206, end - start + 1)
-        }
-        None => (200, size),
-    };
-    set(&headers, "Content-Length", &length.to_string())?;
-    let body = object.body().ok_or_else(|| ApiError::internal().with_cause("R2 object without a body"))?;
-    Ok(Response::from_body(body.response_body()?)?.with_status(status).with_headers(headers))
-}
-
-fn object_headers(object: &Object) -> Result<Headers, ApiError> {
+/// A whole image from this location's cache, with the cache's own answer
+/// to the request's `If-None-Match` (200 or 304); `None` when not there.
+async fn cached(req: &Request, cx: &RequestContext, id: &str) -> Result<Option<Response>, ApiError> {
     let headers = Headers::new();
-    let content_type = object.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into());
-    set(&headers, "Content-Type", &content_type)?;
-    set(&headers, "ETag", &object.http_etag())?;
-    set(&headers, "Cache-Control", IMMUTABLE)?;
-    set(&headers, "Accept-Ranges", "bytes")?;
-    Ok(headers)
+    if let Some(tags) = req.headers().get("If-None-Match")? {
+        headers.set("If-None-Match", &tags)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let lookup = Request::new_with_init(&cx.image_url(id), &init)?;
+    match Cache::default().get(&lookup, false).await? {
+        Some(hit) if matches!(hit.status_code(), 200 | 304) => with_own_headers(hit).map(Some),
+        _ => Ok(None),
+    }
 }
 
-fn set(headers: &Headers, name: &str, value: &str) -> Result<(), ApiError> {
-    Ok(headers.set(name, value)?)
+/// A cached answer with headers that can be added to (the cache's are
+/// immutable); a 304 without the Content-Length of the bytes it leaves out.
+fn with_own_headers(hit: Response) -> Result<Response, ApiError> {
+    let status = hit.status_code();
+    let headers = Headers::new();
+    for (name, value) in hit.headers().entries() {
+        if status == 304 && name.eq_ignore_ascii_case("Content-Length") {
+            continue;
+        }
+        headers.append(&name, &value)?;
+    }
+    let (_, body) = hit.into_parts();
+    Ok(Response::from_body(body)?.with_status(status).with_headers(headers))
+}
+
+/// Puts a copy of a whole image's answer in this location's cache, after
+/// the answer.
+fn keep(cx: &RequestContext, id: &str, response: &mut Response) -> Result<(), ApiError> {
+    let copy = response.cloned()?;
+    let key = cx.image_url(id);
+    cx.wait_until(async move {
+        if let Err(e) = Cache::default().put(&key, copy).await {
+            worker::console_warn!("cache put {key}: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// Drops a deleted image from this location's cache, now and once more
+/// after `REFILL_WINDOW_MS`, as a read under way may put it back meanwhile.
+/// Other locations keep their copy until it expires.
+pub async fn forget(cx: &RequestContext, id: &str) {
+    let key = cx.image_url(id);
+    uncache(&key).await;
+    cx.wait_until(async move {
+        sleep_ms(REFILL_WINDOW_MS).await;
+        uncache(&key).await;
+    });
+}
+
+async fn uncache(key: &str) {
+    if let Err(e) = Cache::default().delete(key, false).await {
+        worker::console_warn!("cache delete {key}: {e}");
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use worker::{Request, Response};
 
 use super::context::TokenHints;
-use super::image::image_not_found;
+use super::image::{forget, image_not_found};
 use super::store::PENDING_PREFIX;
 use super::{respond, RequestContext};
 use crate::error::ApiError;
@@ -57,6 +57,8 @@ pub async fn list(req: &Request, cx: &RequestContext) -> Result<Response, ApiErr
     respond::json(200, &json!({ "images": images, "cursor": cursor }))
 }
 
+/// `DELETE /image/{id}`: the bytes, the record, its index entries, and the
+/// copy in this location's cache (other locations keep theirs until it expires).
 pub async fn delete(cx: &RequestContext, id: &str) -> Result<Response, ApiError> {
     let caller = cx.caller(TokenHints::default()).await?;
     let store = cx.store()?;
@@ -66,6 +68,7 @@ pub async fn delete(cx: &RequestContext, id: &str) -> Result<Response, ApiError>
         return Err(image_not_found());
     }
     store.bucket().delete(id).await.map_err(|e| ApiError::internal().with_cause(format!("R2 delete {id}: {e}")))?;
+    forget(cx, id).await;
     let kv = store.kv();
     let mut keys = vec![kv_key(id), format!("{PENDING_PREFIX}{id}")];
     if let Some(owner) = &record.owner {

@@ -26,6 +26,7 @@ mod proxy;
 mod replicate;
 mod respond;
 mod schemas;
+mod serving;
 mod store;
 mod uploads;
 mod usage;

@@ -13,7 +13,7 @@ use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::ReadableStream;
 use worker::worker_sys::FixedLengthStream;
-use worker::{kv::KvStore, Bucket, Data, Env, HttpMetadata, Method, Object, Range, ResponseBody};
+use worker::{kv::KvStore, Bucket, Conditional, Data, Env, HttpMetadata, Method, Object, Range, ResponseBody};
 
 use super::context::config_of;
 use super::net::{fetch_output, now_ms, read_capped, sleep_ms, NetError};
@@ -61,6 +61,16 @@ const PAYLOAD_PREFIX: &str = "payload:";
 const JOB_KEYS_TTL_SECS: u64 = crate::jobs::FOLLOW_FOR_MS / 1000 + 3600;
 /// How long an index entry outlives its image's upstream output (an hour).
 const PENDING_INDEX_TTL_SECS: u64 = 2 * 60 * 60;
+
+/// What one R2 read of an object asks for: its bytes, or the `range` of them,
+/// and none at all when its ETag is `unless_etag` (bare, or `*` for any).
+/// R2 checks the ETag itself: the object then comes without a body, in the
+/// same call.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    pub range: Option<Range>,
+    pub unless_etag: Option<String>,
+}
 
 pub struct Store {
     bucket: Bucket,
@@ -253,11 +263,19 @@ impl Store {
         self.bucket.head(id).await.map_err(r2_error)
     }
 
-    /// The stored object, whole or the byte range `start..=end`.
-    pub async fn object(&self, id: &str, part: Option<(u64, u64)>) -> Result<Option<Object>, ApiError> {
-        let mut get = self.bucket.get(id);
-        if let Some((start, end)) = part {
-            get = get.range(Range::OffsetWithLength { offset: start, length: end - start + 1 });
+    /// The stored object, as one R2 read asks for it (see `Read`).
+    pub async fn object(&self, id: &str, read: Read) -> Result<Option<Object>, ApiError> {
+        self.get(id, read).await
+    }
+
+    /// One R2 get: the bytes `read` names, or none when R2 finds its ETag condition unmet.
+    async fn get(&self, key: &str, read: Read) -> Result<Option<Object>, ApiError> {
+        let mut get = self.bucket.get(key);
+        if let Some(etag) = read.unless_etag {
+            get = get.only_if(Conditional { etag_does_not_match: Some(etag), ..Conditional::default() });
+        }
+        if let Some(range) = read.range {
+            get = get.range(range);
         }
         get.execute().await.map_err(r2_error)
     }
@@ -431,13 +449,15 @@ fn r2_error(e: worker::Error) -> ApiError {
     ApiError::internal().with_cause(format!("R2: {e}"))
 }
 
+pub use upload_storage::upload_expiry;
+
 /// Uploads (see `crate::uploads`), kept apart from the images' storage.
 mod upload_storage {
     use std::collections::HashMap;
 
     use worker::{HttpMetadata, Include, Object};
 
-    use super::{r2_error, Store};
+    use super::{r2_error, Read, Store};
     use crate::error::ApiError;
     use crate::uploads::{
         id_of_index_key, kv_key as upload_kv_key, owner_index_prefix, r2_key as upload_r2_key, UploadRecord,
@@ -489,21 +509,20 @@ mod upload_storage {
             read.map_err(|e| ApiError::internal().with_cause(format!("KV read upload {id}: {e}")))
         }
 
-        /// An upload's bytes (`with_body`) or only their metadata, and when the
-        /// upload expires (from its custom metadata; `None` if unreadable).
+        /// An upload's object as one R2 read asks for it (see `Read`), or only
+        /// its metadata (`None`), and when the upload expires (see `upload_expiry`).
         pub async fn upload_object(
             &self,
             id: &str,
-            with_body: bool,
+            read: Option<Read>,
         ) -> Result<Option<(Object, Option<u64>)>, ApiError> {
             let key = upload_r2_key(id);
-            let object = if with_body {
-                self.bucket.get(&key).execute().await.map_err(r2_error)?
-            } else {
-                self.bucket.head(&key).await.map_err(r2_error)?
+            let object = match read {
+                Some(read) => self.get(&key, read).await?,
+                None => self.bucket.head(&key).await.map_err(r2_error)?,
             };
             Ok(object.map(|o| {
-                let expires = o.custom_metadata().ok().and_then(|m| crate::text::decimal(m.get(UPLOAD_EXPIRES_META)?));
+                let expires = upload_expiry(&o);
                 (o, expires)
             }))
         }
@@ -588,6 +607,11 @@ mod upload_storage {
             let next = page.cursor.filter(|c| !page.list_complete && !c.is_empty());
             Ok((page.keys, next))
         }
+    }
+
+    /// When an upload's bytes expire (ms), from their custom metadata; `None` if unreadable.
+    pub fn upload_expiry(object: &Object) -> Option<u64> {
+        object.custom_metadata().ok().and_then(|m| crate::text::decimal(m.get(UPLOAD_EXPIRES_META)?))
     }
 
     /// Custom metadata of upload bytes in R2.

@@ -14,11 +14,11 @@ use worker::{Env, Headers, Method, Object, Request, Response};
 use super::context::TokenHints;
 use super::net::now_ms;
 use super::replicate::READ_TIMEOUT_MS;
-use super::store::Store;
+use super::serving::{self, Stored};
+use super::store::{upload_expiry, Read, Store};
 use super::{respond, RequestContext};
 use crate::credentials::{Credential, UNAUTHORIZED};
 use crate::error::ApiError;
-use crate::http_range::etag_matches;
 use crate::multipart::{self, Part};
 use crate::output::ImageKind;
 use crate::uploads::{
@@ -207,7 +207,8 @@ pub fn upload_not_found() -> ApiError {
 }
 
 /// `GET|HEAD /upload/{id}`: the bytes from R2 until the upload expires, with
-/// the type its magic numbers showed, an ETag, `nosniff` and the same
+/// the type its magic numbers showed, an ETag, conditional and range
+/// requests (one R2 call each, see `serving`), `nosniff` and the same
 /// Content-Security-Policy as images, errors included. No auth: models
 /// fetch it. Only R2 is read (strongly consistent), never KV.
 pub async fn serve(req: &Request, cx: &RequestContext, id: &str) -> Result<Response, ApiError> {
@@ -234,26 +235,39 @@ async fn answer(req: &Request, cx: &RequestContext, id: &str) -> Result<Response
     if parse_upload_id(id).is_none() {
         return Err(upload_not_found());
     }
-    let store = cx.store()?;
-    let head_only = req.method() == Method::Head;
-    let if_none_match = req.headers().get("If-None-Match")?;
-    let body_now = !head_only && if_none_match.is_none();
-    let (object, expires) = live_object(store, id, body_now).await?.ok_or_else(upload_not_found)?;
-    let headers = object_headers(&object, expires)?;
-    if if_none_match.as_deref().is_some_and(|v| etag_matches(v, &object.http_etag())) {
-        return Ok(Response::empty()?.with_status(304).with_headers(headers));
+    let upload = UploadBytes { store: cx.store()?, id };
+    serving::answer(req, &upload).await?.ok_or_else(upload_not_found)
+}
+
+/// An upload's bytes in R2, while the upload lives.
+struct UploadBytes<'a> {
+    store: &'a Store,
+    id: &'a str,
+}
+
+impl Stored for UploadBytes<'_> {
+    async fn head(&self) -> Result<Option<Object>, ApiError> {
+        Ok(live_upload(self.store, self.id, None).await?.map(|(object, _)| object))
     }
-    headers.set("Content-Length", &object.size().to_string())?;
-    if head_only {
-        return Ok(Response::empty()?.with_headers(headers));
+
+    async fn read(&self, read: Read) -> Result<Option<Object>, ApiError> {
+        Ok(live_upload(self.store, self.id, Some(read)).await?.map(|(object, _)| object))
     }
-    let object = if body_now { object } else { live_object(store, id, true).await?.ok_or_else(upload_not_found)?.0 };
-    bytes_response(object, headers)
+
+    fn headers(&self, object: &Object) -> Result<Headers, ApiError> {
+        object_headers(object, upload_expiry(object).unwrap_or(0))
+    }
 }
 
 /// The upload's object, unless it is missing or expired.
 pub async fn live_object(store: &Store, id: &str, with_body: bool) -> Result<Option<(Object, u64)>, ApiError> {
-    Ok(store.upload_object(id, with_body).await?.and_then(|(object, expires)| {
+    live_upload(store, id, with_body.then(Read::default)).await
+}
+
+/// The upload's object as one R2 read asks for it (only its metadata with
+/// `None`), and when it expires; `None` if it is missing or expired.
+async fn live_upload(store: &Store, id: &str, read: Option<Read>) -> Result<Option<(Object, u64)>, ApiError> {
+    Ok(store.upload_object(id, read).await?.and_then(|(object, expires)| {
         let expires = expires.unwrap_or(0);
         (now_ms() < expires).then_some((object, expires))
     }))
