@@ -52,6 +52,8 @@ has_wasm_std() { # $1 = rustc binary
   [ -d "$sysroot/lib/rustlib/wasm32-unknown-unknown/lib" ] && ls "$sysroot/lib/rustlib/wasm32-unknown-unknown/lib/"libstd-*.rlib >/dev/null 2>&1
 }
 
+# The toolchain is looked for outside our own links (a shell that sourced .tools/env has them first).
+PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$TOOLS/bin" | paste -sd: -)
 # FLUXGATE_RUST=debian skips rustup (to exercise the fallback on a machine where rustup works).
 RUST_BIN=""
 if [ "${FLUXGATE_RUST:-}" = debian ] && has_wasm_std /usr/bin/rustc 2>/dev/null; then

@@ -19,7 +19,7 @@ process.chdir(root);
 const PORT = Number(process.env.PORT || 8787);
 const EMULATOR_PORT = Number(process.env.EMULATOR_PORT || 8790);
 const LOCAL_AUTH_TOKEN = "local-dev-token";
-const SECRETS = ["AUTH_TOKEN", "REPLICATE_API_TOKEN"];
+const SECRETS = ["AUTH_TOKEN", "REPLICATE_API_TOKEN", "REPLICATE_WEBHOOK_SECRET", "WEBHOOK_SIGNING_KEY"];
 
 /** KEY=VALUE lines, as wrangler reads .dev.vars. */
 export function parseDotenv(text) {
@@ -41,7 +41,8 @@ for (const name of SECRETS) if (process.env[name]) values[name] = process.env[na
 // wrangler: with a fixed emulator port both start at the same time.
 let emulatorReady = null;
 if (!values.REPLICATE_API_TOKEN) {
-  emulatorReady = import("../emulator/server.mjs").then(({ startEmulator }) =>
+  const emulator = import("../emulator/server.mjs");
+  emulatorReady = emulator.then(({ startEmulator }) =>
     startEmulator({ port: EMULATOR_PORT, acceptPrefix: "r8_", tokens: ["r8_local_emulator"] }),
   );
   const emulatorUrl = EMULATOR_PORT ? `http://127.0.0.1:${EMULATOR_PORT}` : (await emulatorReady).url;
@@ -49,6 +50,11 @@ if (!values.REPLICATE_API_TOKEN) {
     REPLICATE_API_TOKEN: "r8_local_emulator",
     REPLICATE_API_BASE: emulatorUrl,
     EXTRA_OUTPUT_HOSTS: new URL(emulatorUrl).host,
+    // The emulator signs its webhooks with this secret: the worker registers
+    // and verifies its own webhook, as it would with Replicate's.
+    REPLICATE_WEBHOOK_SECRET: (await emulator).DEFAULT_WEBHOOK_SECRET,
+    // Callers' webhooks may point at this machine while developing.
+    EXTRA_WEBHOOK_HOSTS: values.EXTRA_WEBHOOK_HOSTS ?? "127.0.0.1,localhost",
   });
   console.log(`No REPLICATE_API_TOKEN configured: using the local Replicate emulator at ${emulatorUrl} (it accepts any r8_ token).`);
 }
