@@ -55,6 +55,8 @@ describe("openapi.json", () => {
       "get /models",
       "get /generate",
       "post /generate",
+      "get /generate/{predictionId}",
+      "delete /generate/{predictionId}",
       "get /image/{id}",
       "delete /image/{id}",
       "get /images",
@@ -64,6 +66,7 @@ describe("openapi.json", () => {
       "get /admin/keys",
       "delete /admin/keys/{id}",
       "get /admin/usage",
+      "post /webhooks/replicate",
       "get /replicate/v1/{path}",
       "post /replicate/v1/{path}",
     ];
@@ -102,10 +105,14 @@ describe("openapi.json", () => {
       }
     };
     const esc = (s) => s.replace(/~/g, "~0").replace(/\//g, "~1");
-    for (const [path, item] of Object.entries(spec.paths)) {
+    const operations = [
+      ...Object.entries(spec.paths).map(([path, item]) => [path, item, `#/paths/${esc(path)}`]),
+      ...Object.entries(spec.webhooks ?? {}).map(([name, item]) => [`webhook ${name}`, item, `#/webhooks/${esc(name)}`]),
+    ];
+    for (const [path, item, pointer] of operations) {
       for (const method of METHODS.filter((m) => item[m])) {
         const op = item[method];
-        const base = `#/paths/${esc(path)}/${method}`;
+        const base = `${pointer}/${method}`;
         for (const [type, media] of Object.entries(op.requestBody?.content ?? {})) {
           check(`${base}/requestBody/content/${esc(type)}`, media, `${method} ${path} request ${type}`);
         }
