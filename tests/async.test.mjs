@@ -3,22 +3,24 @@
 // end; image URLs answering "not ready" with Retry-After, then the image;
 // cancel; failure; who may read a job. This worker has no webhook secret
 // for Replicate, so the job is moved on by polling (the request's own, after
-// answering, and the status URL's).
+// answering, and the status URL's). Every answer is checked against
+// openapi.json.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { addRule, AUTH_TOKEN, eventually, generate, received, record, uniquePrompt, USER_REPLICATE_TOKEN, worker } from "./harness.mjs";
+import { checkResponse } from "./openapi-check.mjs";
 
 const asAsync = { authorization: `Bearer ${AUTH_TOKEN}`, prefer: "respond-async" };
 
 async function startAsync(w, body, headers = asAsync) {
   const res = await generate(w, body, headers);
   assert.equal(res.status, 202, await res.clone().text());
-  return { res, body: await res.json() };
+  return { res, body: await checkResponse("POST", "/generate", res) };
 }
 
 async function status(w, url, headers = { authorization: `Bearer ${AUTH_TOKEN}` }) {
   const res = await w.fetch(new URL(url).pathname, { headers });
-  return { res, body: await res.json() };
+  return { res, body: await checkResponse("GET", "/generate/{predictionId}", res) };
 }
 
 describe("async generation", () => {
@@ -42,13 +44,16 @@ describe("async generation", () => {
 
     const early = await w.fetch(`/image/${body.id}`);
     assert.equal(early.status, 503);
-    assert.equal((await early.json()).error, "Image not ready yet");
+    assert.equal((await checkResponse("GET", "/image/{id}", early)).error, "Image not ready yet");
     assert.ok(Number(early.headers.get("retry-after")) > 0, "Retry-After");
 
     const running = await status(w, body.statusUrl);
     assert.equal(running.res.status, 200);
     assert.ok(["starting", "processing"].includes(running.body.status), running.body.status);
     assert.ok(running.res.headers.get("retry-after"));
+    const head = await w.fetch(new URL(body.statusUrl).pathname, { method: "HEAD", headers: { authorization: `Bearer ${AUTH_TOKEN}` } });
+    assert.equal(head.status, 200);
+    await checkResponse("HEAD", "/generate/{predictionId}", head);
 
     const done = await eventually(async () => {
       const { body: now } = await status(w, body.statusUrl);
@@ -85,7 +90,7 @@ describe("async generation", () => {
     const { body } = await startAsync(w, { prompt, megapixels: "0.25" });
     const res = await w.fetch(new URL(body.statusUrl).pathname, { method: "DELETE", headers: { authorization: `Bearer ${AUTH_TOKEN}` } });
     assert.equal(res.status, 200);
-    assert.equal((await res.json()).status, "canceled");
+    assert.equal((await checkResponse("DELETE", "/generate/{predictionId}", res)).status, "canceled");
     const cancels = (await received(`/predictions/${body.predictionId}/cancel`)).filter((r) => r.method === "POST");
     assert.equal(cancels.length, 1);
     assert.equal((await w.fetch(`/image/${body.id}`)).status, 404);
@@ -121,12 +126,17 @@ describe("async generation", () => {
     const { key } = await keyRes.json();
     const other = await w.fetch(path, { headers: { authorization: `Bearer ${key}` } });
     assert.equal(other.status, 404);
-    assert.equal((await other.json()).error, "Generation not found");
-    assert.equal((await w.fetch(path, { method: "DELETE", headers: { authorization: `Bearer ${key}` } })).status, 404);
-    assert.equal((await w.fetch(path)).status, 401, "no credential");
+    assert.equal((await checkResponse("GET", path, other)).error, "Generation not found");
+    const otherCancel = await w.fetch(path, { method: "DELETE", headers: { authorization: `Bearer ${key}` } });
+    assert.equal(otherCancel.status, 404);
+    await checkResponse("DELETE", path, otherCancel);
+    const anonymous = await w.fetch(path);
+    assert.equal(anonymous.status, 401, "no credential");
+    await checkResponse("GET", path, anonymous);
     for (const bad of ["/generate/nosuchprediction0", "/generate/..%2F..", "/generate/ABC"]) {
       const res = await w.fetch(bad, { headers: { authorization: `Bearer ${AUTH_TOKEN}` } });
       assert.equal(res.status, 404, bad);
+      assert.equal((await checkResponse("GET", "/generate/{predictionId}", res)).error, "Generation not found", bad);
     }
   });
 

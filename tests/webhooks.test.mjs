@@ -4,19 +4,22 @@
 // deliveries are refused, repeated and late ones change nothing. Callers'
 // webhooks are called by the service after the bytes are stored, signed with
 // the caller's own secret, which the official client's validateWebhook
-// accepts.
+// accepts. Answers and the payloads callers receive are checked against
+// openapi.json.
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import Replicate, { validateWebhook } from "replicate";
 import { DEFAULT_WEBHOOK_SECRET } from "../emulator/server.mjs";
-import { addRule, AUTH_TOKEN, eventually, generate, received, record, uniquePrompt, workerWith } from "./harness.mjs";
+import { addRule, AUTH_TOKEN, eventually, generate, received, record, uniquePrompt, worker, workerWith } from "./harness.mjs";
+import { checkResponse, schemaProblems } from "./openapi-check.mjs";
 
 const settings = { REPLICATE_WEBHOOK_SECRET: DEFAULT_WEBHOOK_SECRET, EXTRA_WEBHOOK_HOSTS: "127.0.0.1" };
 const auth = { authorization: `Bearer ${AUTH_TOKEN}` };
 
 /** A caller's webhook receiver: every delivery with its headers and body, and whether the bytes were stored when it came. */
-async function receiver(w) {
+async function receiver(w, t) {
   const deliveries = [];
   const server = createServer((req, res) => {
     const chunks = [];
@@ -31,8 +34,19 @@ async function receiver(w) {
     });
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  after(() => server.close());
+  t.after(() => {
+    server.close();
+    server.closeAllConnections();
+  });
   return { url: `http://127.0.0.1:${server.address().port}/hook`, deliveries };
+}
+
+/** Headers of a Standard Webhooks delivery of `body` signed with `secret`, as Replicate sends them. */
+function signedHeaders(body, secret, id = `msg_${Date.now()}`) {
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
+  const signature = createHmac("sha256", key).update(`${id}.${timestamp}.${body}`).digest("base64");
+  return { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": `v1,${signature}` };
 }
 
 async function secretOf(w, headers = auth) {
@@ -60,13 +74,13 @@ async function control(w, body) {
 }
 
 describe("the service's own webhook", () => {
-  test("registered on what it creates, in place of the caller's; outputs kept from the delivery", async () => {
+  test("registered on what it creates, in place of the caller's; outputs kept from the delivery", async (t) => {
     const w = await workerWith(settings);
-    const hook = await receiver(w);
+    const hook = await receiver(w, t);
     const prompt = uniquePrompt("own webhook");
     const res = await generate(w, { prompt, megapixels: "0.25", webhook: hook.url, webhook_events_filter: ["completed"] }, { ...auth, prefer: "respond-async" });
     assert.equal(res.status, 202);
-    const job = await res.json();
+    const job = await checkResponse("POST", "/generate", res);
     const [create] = (await received("/predictions")).filter((r) => r.method === "POST" && r.body?.input?.prompt === prompt);
     assert.equal(create.body.webhook, new URL("/webhooks/replicate", w.url).href);
     assert.deepEqual(create.body.webhook_events_filter, ["completed"]);
@@ -90,14 +104,36 @@ describe("the service's own webhook", () => {
     }
     const unsigned = await w.fetch("/webhooks/replicate", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: job.predictionId, status: "succeeded", output: ["https://replicate.delivery/x.png"] }) });
     assert.equal(unsigned.status, 401);
+    assert.equal((await checkResponse("POST", "/webhooks/replicate", unsigned)).error, "Invalid webhook signature");
     const r = await record(w, job.id);
     assert.equal(r.status, "awaiting", "still waiting for the genuine outcome");
+    const status = await w.fetch(`/generate/${job.predictionId}`, { headers: auth });
+    assert.ok(["starting", "processing"].includes((await checkResponse("GET", "/generate/{predictionId}", status)).status));
     assert.equal((await w.fetch(`/image/${job.id}`)).status, 503);
   });
 
-  test("replayed, duplicated and out-of-order deliveries change nothing: one copy, one caller delivery", async () => {
+  test("a signed delivery about a prediction made elsewhere is acknowledged and ignored", async () => {
     const w = await workerWith(settings);
-    const hook = await receiver(w);
+    const body = JSON.stringify({ id: "elsewhere0000000000000001", status: "succeeded", output: ["https://replicate.delivery/x/out.png"] });
+    const res = await w.fetch("/webhooks/replicate", { method: "POST", headers: signedHeaders(body, DEFAULT_WEBHOOK_SECRET), body });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await checkResponse("POST", "/webhooks/replicate", res), { received: true, known: false });
+  });
+
+  test("not taken without Replicate's secret (404); over 4 MiB refused (413)", async () => {
+    const plain = await worker();
+    const none = await plain.fetch("/webhooks/replicate", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    assert.equal(none.status, 404);
+    await checkResponse("POST", "/webhooks/replicate", none);
+    const w = await workerWith(settings);
+    const large = await w.fetch("/webhooks/replicate", { method: "POST", headers: { "content-type": "application/json" }, body: "x".repeat(4 * 1024 * 1024 + 1) });
+    assert.equal(large.status, 413);
+    await checkResponse("POST", "/webhooks/replicate", large);
+  });
+
+  test("replayed, duplicated and out-of-order deliveries change nothing: one copy, one caller delivery", async (t) => {
+    const w = await workerWith(settings);
+    const hook = await receiver(w, t);
     const prompt = uniquePrompt("replay");
     const res = await generate(w, { prompt, megapixels: "0.25", output_format: "png", webhook: hook.url }, { ...auth, prefer: "respond-async" });
     const job = await res.json();
@@ -125,15 +161,21 @@ describe("the service's own webhook", () => {
 });
 
 describe("callers' webhooks, called by the service", () => {
-  test("after the bytes are stored, with this service's URLs, verified by the official client's validateWebhook", async () => {
+  test("after the bytes are stored, with this service's URLs, verified by the official client's validateWebhook", async (t) => {
     const w = await workerWith(settings);
-    const hook = await receiver(w);
+    const hook = await receiver(w, t);
     const prompt = uniquePrompt("caller webhook");
     const res = await generate(w, { prompt, megapixels: "0.25", webhook: hook.url, webhook_events_filter: ["start", "completed"] }, { ...auth, prefer: "respond-async" });
     const job = await res.json();
     await eventually(() => hook.deliveries.find((d) => d.json.status === "succeeded"), 15000, "the completed delivery");
     const [start, completed] = [hook.deliveries.find((d) => d.json.status === "starting"), hook.deliveries.find((d) => d.json.status === "succeeded")];
     assert.ok(start, "the start event, asked for");
+    for (const delivery of [start, completed]) {
+      assert.deepEqual(schemaProblems("#/components/schemas/GenerationStatus", delivery.json), [], `${delivery.headers["webhook-id"]}: the payload openapi.json describes`);
+      assert.deepEqual(schemaProblems("#/components/parameters/WebhookSignature/schema", delivery.headers["webhook-signature"]), []);
+      assert.deepEqual(schemaProblems("#/components/parameters/WebhookTimestamp/schema", delivery.headers["webhook-timestamp"]), []);
+    }
+    assert.deepEqual(start.json.images.map((i) => i.id), job.images.map((i) => i.id), "start names the announced images");
     assert.equal(completed.storedOnArrival, true, "the bytes were stored before the call");
     assert.equal(completed.json.imageUrl, new URL(`/image/${job.id}`, w.url).href);
     assert.equal(completed.json.predictionId, job.predictionId);
@@ -147,9 +189,23 @@ describe("callers' webhooks, called by the service", () => {
     assert.equal((await w.fetch(new URL(completed.json.imageUrl).pathname)).status, 200);
   });
 
-  test("the events filter is honoured", async () => {
+  test("a generation that fails is delivered as completed, status failed, with Replicate's error", async (t) => {
     const w = await workerWith(settings);
-    const hook = await receiver(w);
+    const hook = await receiver(w, t);
+    const prompt = uniquePrompt("failing webhook");
+    await addRule({ when: { prompt }, then: { fail: "NSFW content detected" } });
+    const res = await generate(w, { prompt, megapixels: "0.25", webhook: hook.url, webhook_events_filter: ["completed"] }, { ...auth, prefer: "respond-async" });
+    const job = await checkResponse("POST", "/generate", res);
+    const delivery = await eventually(() => hook.deliveries.find((d) => d.json.status === "failed"), 15000, "the failed delivery");
+    assert.equal(delivery.headers["webhook-id"], `msg_${job.predictionId}_completed`);
+    assert.match(delivery.json.error, /NSFW/);
+    assert.deepEqual(schemaProblems("#/components/schemas/GenerationStatus", delivery.json), []);
+    assert.equal(await validateWebhook({ headers: delivery.headers, body: delivery.body }, await secretOf(w)), true);
+  });
+
+  test("the events filter is honoured", async (t) => {
+    const w = await workerWith(settings);
+    const hook = await receiver(w, t);
     const prompt = uniquePrompt("filter");
     await generate(w, { prompt, megapixels: "0.25", webhook: hook.url, webhook_events_filter: ["completed"] }, auth);
     await eventually(() => hook.deliveries.some((d) => d.json.status === "succeeded"), 15000, "the completed delivery");
@@ -182,9 +238,9 @@ describe("callers' webhooks, called by the service", () => {
     assert.equal((await received("/predictions")).filter((r) => r.body?.input?.prompt === prompt).length, 0);
   });
 
-  test("/replicate/v1 predictions created with a webhook, through the official client", async () => {
+  test("/replicate/v1 predictions created with a webhook, through the official client", async (t) => {
     const w = await workerWith(settings);
-    const hook = await receiver(w);
+    const hook = await receiver(w, t);
     const replicate = new Replicate({ auth: AUTH_TOKEN, baseUrl: new URL("/replicate/v1", w.url).href });
     const prompt = uniquePrompt("client webhook");
     const created = await replicate.predictions.create({
@@ -200,6 +256,7 @@ describe("callers' webhooks, called by the service", () => {
     const secret = (await replicate.webhooks.default.secret.get()).key;
     assert.equal(await validateWebhook({ headers: delivery.headers, body: delivery.body }, secret), true);
     assert.equal(delivery.json.id, created.id);
+    assert.deepEqual(schemaProblems("#/components/schemas/Prediction", delivery.json), [], "the payload openapi.json describes");
     const [output] = [delivery.json.output].flat();
     assert.ok(output.startsWith(new URL("/image/", w.url).href), output);
     assert.equal(delivery.json.webhook, hook.url);
