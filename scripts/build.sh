@@ -48,5 +48,10 @@ fi
 
 rm -f "$STAMP"
 worker-build --release >&2
+# The name section (function names, ~70 KB gzipped) is not shipped: less to
+# download and compile at every isolate start; panics keep their message.
+"$WASM_OPT_BIN" build/index_bg.wasm --strip-debug --strip-producers \
+  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+  --enable-reference-types --enable-multivalue -o build/index_bg.wasm >&2
 mkdir -p target
 echo "$inputs $(outputs_fingerprint)" > "$STAMP"

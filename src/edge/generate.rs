@@ -284,6 +284,20 @@ async fn read_json_object(req: &mut Request) -> Result<Map<String, Value>, ApiEr
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(body_too_large());
     }
+    // A body of a declared size within the limit is read by the runtime in
+    // one call; only an undeclared one is read in chunks, to stop at the limit.
+    if declared.is_some() {
+        let buffer =
+            req.inner().array_buffer().map_err(|_| ApiError::bad_request("Could not read the request body"))?;
+        let buffer = worker::wasm_bindgen_futures::JsFuture::from(buffer)
+            .await
+            .map_err(|_| ApiError::bad_request("Could not read the request body"))?;
+        let bytes = worker::js_sys::Uint8Array::new(&buffer).to_vec();
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(body_too_large());
+        }
+        return parse_json_object(&bytes);
+    }
     let mut bytes = Vec::new();
     if let Ok(mut stream) = req.stream() {
         while let Some(chunk) = stream.next().await {

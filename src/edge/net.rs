@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use worker::js_sys;
-use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::web_sys::{ReadableStream, ReadableStreamDefaultReader};
-use worker::{AbortController, Delay, Fetch, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::web_sys::{self, ReadableStream, ReadableStreamDefaultReader};
+use worker::Delay;
 
 use crate::output::{redirect_target, MAX_REDIRECTS};
 
@@ -36,44 +36,92 @@ pub async fn sleep_ms(ms: u64) {
     Delay::from(Duration::from_millis(ms)).await;
 }
 
-/// Runs `work` until it ends or `deadline_ms` passes; then `on_timeout`
-/// runs (to abort what `work` started).
-pub async fn until<T>(
-    deadline_ms: u64,
-    work: impl std::future::Future<Output = Result<T, NetError>>,
-    on_timeout: impl FnOnce(),
-) -> Result<T, NetError> {
-    let left = deadline_ms.saturating_sub(now_ms());
-    if left == 0 {
-        on_timeout();
+/// An outbound request, sent with the runtime's own `fetch` (no wrapper
+/// objects on the way, the body passed as given).
+pub struct Outbound<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: Option<&'a JsValue>,
+    /// Redirects are answered, not followed.
+    pub manual_redirect: bool,
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `AbortSignal.timeout(ms)`: a signal the runtime aborts on its own
+    /// timer. One native call per deadline instead of a wasm timer, an
+    /// `AbortController` and a race of futures: each of those costs the
+    /// isolate wasm re-entries on every fetch.
+    #[wasm_bindgen(js_namespace = AbortSignal, js_name = timeout)]
+    fn abort_after(milliseconds: f64) -> web_sys::AbortSignal;
+}
+
+/// Runs `work` with a signal that aborts after `timeout_ms`; whatever
+/// `work` fetches or reads with it stops then, and the failure is a timeout.
+pub async fn within<T, Fut>(timeout_ms: u64, work: impl FnOnce(web_sys::AbortSignal) -> Fut) -> Result<T, NetError>
+where
+    Fut: std::future::Future<Output = Result<T, NetError>>,
+{
+    if timeout_ms == 0 {
         return Err(NetError::Timeout);
     }
-    let timer = Delay::from(Duration::from_millis(left));
-    futures_util::pin_mut!(work);
-    match select(work, timer).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => {
-            on_timeout();
-            Err(NetError::Timeout)
-        }
+    let signal = abort_after(timeout_ms as f64);
+    match work(signal.clone()).await {
+        Err(_) if signal.aborted() => Err(NetError::Timeout),
+        other => other,
     }
 }
 
-/// Sends `request` and runs `read` on the answer, both within `timeout_ms`;
-/// on timeout the request is aborted.
-pub async fn fetch_with_timeout<T, F, Fut>(request: Request, timeout_ms: u64, read: F) -> Result<T, NetError>
+/// Sends `outbound` with `signal`.
+pub async fn send(outbound: &Outbound<'_>, signal: &web_sys::AbortSignal) -> Result<web_sys::Response, NetError> {
+    let failed = |e: JsValue| NetError::Failed(describe(&e));
+    let headers = web_sys::Headers::new().map_err(failed)?;
+    for (name, value) in outbound.headers {
+        headers.set(name, value).map_err(failed)?;
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method(outbound.method);
+    init.set_headers(&headers);
+    init.set_signal(Some(signal));
+    if let Some(body) = outbound.body {
+        init.set_body(body);
+    }
+    if outbound.manual_redirect {
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+    }
+    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let answer = JsFuture::from(scope.fetch_with_str_and_init(outbound.url, &init)).await.map_err(failed)?;
+    answer.dyn_into::<web_sys::Response>().map_err(failed)
+}
+
+/// Sends `outbound` and runs `read` on the answer, both within `timeout_ms`.
+pub async fn fetch_with_timeout<T, F, Fut>(outbound: &Outbound<'_>, timeout_ms: u64, read: F) -> Result<T, NetError>
 where
-    F: FnOnce(Response) -> Fut,
+    F: FnOnce(web_sys::Response) -> Fut,
     Fut: std::future::Future<Output = Result<T, NetError>>,
 {
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let work = async move {
-        let response =
-            Fetch::Request(request).send_with_signal(&signal).await.map_err(|e| NetError::Failed(e.to_string()))?;
-        read(response).await
-    };
-    until(now_ms().saturating_add(timeout_ms), work, || controller.abort()).await
+    within(timeout_ms, |signal| async move { read(send(outbound, &signal).await?).await }).await
+}
+
+/// An answer's whole body as text, read by the runtime in one call.
+pub async fn text_of(response: &web_sys::Response) -> Result<String, NetError> {
+    let failed = |e: JsValue| NetError::Failed(describe(&e));
+    let text = JsFuture::from(response.text().map_err(failed)?).await.map_err(failed)?;
+    text.as_string().ok_or_else(|| NetError::Failed("the body is not text".into()))
+}
+
+/// Drops an answer's body unread.
+pub fn discard(response: &web_sys::Response) {
+    if let Some(body) = response.body() {
+        let _ = body.cancel();
+    }
+}
+
+fn describe(e: &JsValue) -> String {
+    e.as_string()
+        .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
+        .unwrap_or_else(|| "the request failed".into())
 }
 
 /// Fetches an output URL with no credential, following at most
@@ -83,35 +131,31 @@ where
 /// it within `deadline_ms`.
 pub async fn fetch_output<T, F, Fut>(
     url: &str,
-    method: Method,
     extra_hosts: &[String],
     deadline_ms: u64,
     read: F,
 ) -> Result<T, NetError>
 where
-    F: FnOnce(Response) -> Fut,
+    F: FnOnce(web_sys::Response) -> Fut,
     Fut: std::future::Future<Output = Result<T, NetError>>,
 {
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let work = async {
+    let left = deadline_ms.saturating_sub(now_ms());
+    within(left, |signal| async move {
         let mut current = url.to_owned();
         for _ in 0..=MAX_REDIRECTS {
-            let mut init = RequestInit::new();
-            init.with_method(method.clone()).with_redirect(RequestRedirect::Manual);
-            let request = Request::new_with_init(&current, &init).map_err(|e| NetError::Failed(e.to_string()))?;
-            let response =
-                Fetch::Request(request).send_with_signal(&signal).await.map_err(|e| NetError::Failed(e.to_string()))?;
-            if !matches!(response.status_code(), 301 | 302 | 303 | 307 | 308) {
+            let outbound = Outbound { method: "GET", url: &current, headers: &[], body: None, manual_redirect: true };
+            let response = send(&outbound, &signal).await?;
+            if !matches!(response.status(), 301 | 302 | 303 | 307 | 308) {
                 return read(response).await;
             }
+            discard(&response);
             let location = response.headers().get("Location").ok().flatten().unwrap_or_default();
             current = redirect_target(&current, &location, extra_hosts)
                 .map_err(|e| NetError::Failed(e.details.unwrap_or_default()))?;
         }
         Err(NetError::Failed(format!("output redirected more than {MAX_REDIRECTS} times")))
-    };
-    until(deadline_ms, work, || controller.abort()).await
+    })
+    .await
 }
 
 /// Reads `stream` into memory until it ends or `cap` bytes are in (then it

@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value};
 use worker::wasm_bindgen::JsValue;
-use worker::{Headers, Method, Request, RequestInit};
+use worker::{Headers, Method};
 
-use super::net::{fetch_with_timeout, now_ms, sleep_ms, NetError};
+use super::net::{fetch_with_timeout, now_ms, sleep_ms, text_of, NetError, Outbound};
 use crate::backoff::{parse_retry_after, retry_delay_ms};
 use crate::credentials::Credential;
 use crate::error::ApiError;
@@ -54,31 +54,27 @@ impl Replicate {
         extra_headers: &[(&str, &str)],
         timeout_ms: u64,
     ) -> Result<Answer, ApiError> {
-        let headers = Headers::new();
-        let set = |k: &str, v: &str| headers.set(k, v).map_err(ApiError::from);
-        set("Authorization", &format!("Bearer {}", self.credential.token()))?;
-        set("Accept", "application/json")?;
-        set("User-Agent", concat!("fluxgate/", env!("CARGO_PKG_VERSION")))?;
+        let authorization = format!("Bearer {}", self.credential.token());
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("Authorization", &authorization),
+            ("Accept", "application/json"),
+            ("User-Agent", concat!("fluxgate/", env!("CARGO_PKG_VERSION"))),
+        ];
         if body.is_some() {
-            set("Content-Type", "application/json")?;
+            headers.push(("Content-Type", "application/json"));
         }
-        for (k, v) in extra_headers {
-            set(k, v)?;
-        }
-        let mut init = RequestInit::new();
-        init.with_method(method).with_headers(headers);
-        if body.is_some() {
-            init.with_body(body);
-        }
+        headers.extend_from_slice(extra_headers);
         let url = format!("{}{}", self.base, path);
-        let request = Request::new_with_init(&url, &init)?;
+        let method = method.to_string();
+        let outbound =
+            Outbound { method: &method, url: &url, headers: &headers, body: body.as_ref(), manual_redirect: false };
         let token = self.credential.token();
-        let answer = fetch_with_timeout(request, timeout_ms, |mut response| async move {
-            let body = response.text().await.map_err(|e| NetError::Failed(e.to_string()))?;
+        let answer = fetch_with_timeout(&outbound, timeout_ms, |response| async move {
+            let body = text_of(&response).await?;
             // Whatever Replicate (or something in its place) sends back may
             // echo the request; the token it carried never goes further.
             let body = scrub(&body, &[token]);
-            Ok(Answer { status: response.status_code(), headers: response.headers().clone(), body })
+            Ok(Answer { status: response.status(), headers: Headers(response.headers()), body })
         })
         .await;
         answer.map_err(|e| match e {

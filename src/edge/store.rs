@@ -13,10 +13,10 @@ use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::ReadableStream;
 use worker::worker_sys::FixedLengthStream;
-use worker::{kv::KvStore, Bucket, Conditional, Data, Env, HttpMetadata, Method, Object, Range, ResponseBody};
+use worker::{kv::KvStore, Bucket, Conditional, Data, Env, HttpMetadata, Object, Range};
 
 use super::context::config_of;
-use super::net::{fetch_output, now_ms, read_capped, sleep_ms, NetError};
+use super::net::{discard, fetch_output, now_ms, read_capped, sleep_ms, NetError};
 use super::{IMAGES_BUCKET, METADATA_KV};
 use crate::backoff::retry_delay_ms;
 use crate::error::ApiError;
@@ -348,20 +348,21 @@ impl Store {
     async fn copy_from(&self, id: &str, url: &str, deadline_ms: u64) -> Result<(String, u64), String> {
         let bucket = &self.bucket;
         let limits = &self.limits;
-        let copied = fetch_output(url, Method::Get, &limits.extra_hosts, deadline_ms, |response| async move {
+        let copied = fetch_output(url, &limits.extra_hosts, deadline_ms, |response| async move {
             let fail = NetError::Failed;
-            if response.status_code() != 200 {
-                return Err(fail(format!("upstream answered {}", response.status_code())));
+            if response.status() != 200 {
+                discard(&response);
+                return Err(fail(format!("upstream answered {}", response.status())));
             }
             let declared =
                 response.headers().get("Content-Length").ok().flatten().and_then(|v| crate::text::decimal(&v));
             if declared.is_some_and(|n| n > limits.max_output_bytes) {
+                discard(&response);
                 return Err(fail(too_large(limits.max_output_bytes)));
             }
-            let ResponseBody::Stream(body) = response.body() else {
+            let Some(body) = response.body() else {
                 return Err(fail("output is empty".into()));
             };
-            let body = body.clone();
             match declared {
                 // Streamed into R2 without entering wasm: only the first
                 // bytes are read (from one branch of a tee) to check that

@@ -5,10 +5,11 @@
 //! at `GET /replicate/v1/webhooks/default/secret`.
 
 use serde_json::json;
-use worker::{Env, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use wasm_bindgen::JsValue;
+use worker::{Env, Request, Response};
 
 use super::jobs::advance;
-use super::net::{fetch_with_timeout, now_ms, read_capped, sleep_ms, NetError};
+use super::net::{discard, fetch_with_timeout, now_ms, read_capped, sleep_ms, NetError, Outbound};
 use super::store::Store;
 use super::{respond, RequestContext};
 use crate::error::ApiError;
@@ -179,22 +180,20 @@ async fn send(
     let timestamp = now_ms() / 1000;
     let signature =
         webhook_signature::sign(secret, message_id, timestamp, payload.as_bytes()).map_err(|e| e.to_string())?;
-    let headers = Headers::new();
-    let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| e.to_string());
-    set("Content-Type", "application/json")?;
-    set("User-Agent", concat!("fluxgate/", env!("CARGO_PKG_VERSION")))?;
-    set(webhook_signature::ID_HEADER, message_id)?;
-    set(webhook_signature::TIMESTAMP_HEADER, &timestamp.to_string())?;
-    set(webhook_signature::SIGNATURE_HEADER, &signature)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_redirect(RequestRedirect::Manual);
-    init.with_body(Some(payload.into()));
-    let request = Request::new_with_init(&hook.url, &init).map_err(|e| e.to_string())?;
-    let status = fetch_with_timeout(request, DELIVERY_TIMEOUT_MS, |response| async move {
-        if let worker::ResponseBody::Stream(body) = response.body() {
-            let _ = body.cancel();
-        }
-        Ok::<u16, NetError>(response.status_code())
+    let timestamp = timestamp.to_string();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("User-Agent", concat!("fluxgate/", env!("CARGO_PKG_VERSION"))),
+        (webhook_signature::ID_HEADER, message_id),
+        (webhook_signature::TIMESTAMP_HEADER, timestamp.as_str()),
+        (webhook_signature::SIGNATURE_HEADER, signature.as_str()),
+    ];
+    let body = JsValue::from_str(payload);
+    let outbound =
+        Outbound { method: "POST", url: &hook.url, headers: &headers, body: Some(&body), manual_redirect: true };
+    let status = fetch_with_timeout(&outbound, DELIVERY_TIMEOUT_MS, |response| async move {
+        discard(&response);
+        Ok::<u16, NetError>(response.status())
     })
     .await
     .map_err(|e| e.to_string())?;
