@@ -1,6 +1,8 @@
 // Every example of README.md that talks to a local fluxgate (the sh, js and
-// python blocks whose code uses http://127.0.0.1:8787), run as written against the
-// test worker. Only the origin, the tokens and the webhook receiver are
+// python blocks whose code uses http://127.0.0.1:8787), run as written against a
+// test worker configured as `npm start` configures it with the emulator
+// (Replicate's webhook secret is the emulator's, and callers' webhooks may
+// target 127.0.0.1 and localhost). Only the origin, the tokens and the webhook receiver are
 // replaced: the README's local service token and placeholder Replicate token
 // become the harness's, and the webhook goes to a host that never resolves instead
 // of example.com. Shell blocks run in bash with -e and pipefail in a scratch
@@ -12,7 +14,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { AUTH_TOKEN, USER_REPLICATE_TOKEN, worker } from "./harness.mjs";
+import { DEFAULT_WEBHOOK_SECRET } from "../emulator/server.mjs";
+import { AUTH_TOKEN, USER_REPLICATE_TOKEN, workerWith } from "./harness.mjs";
 
 const README = readFileSync(new URL("../README.md", import.meta.url), "utf8");
 const NODE_MODULES = fileURLToPath(new URL("../node_modules", import.meta.url));
@@ -20,6 +23,8 @@ const LOCAL_ORIGIN = "http://127.0.0.1:8787";
 const LOCAL_AUTH_TOKEN = "local-dev-token";
 const PLACEHOLDER_REPLICATE_TOKEN = "r8_YOUR_REPLICATE_TOKEN";
 const PYTHON = process.env.PYTHON || "python3";
+/** What `npm start` sets when it runs the emulator (scripts/start.mjs). */
+const AS_NPM_START = { REPLICATE_WEBHOOK_SECRET: DEFAULT_WEBHOOK_SECRET, EXTRA_WEBHOOK_HOSTS: "127.0.0.1,localhost" };
 const IMAGE_URL = /https?:\/\/[^\s"'<>]+\/image\/[0-9a-z]{26}\.(?:webp|png|jpg)/g;
 const MAGIC = {
   webp: (b) => b.subarray(0, 4).toString("latin1") === "RIFF" && b.subarray(8, 12).toString("latin1") === "WEBP",
@@ -86,7 +91,7 @@ describe("README examples, run as written against the worker", () => {
   for (const block of examples) {
     const firstLine = block.code.split("\n").find((l) => l.trim() && !l.trim().startsWith("#") && !l.trim().startsWith("//"));
     test(`README.md:${block.line} (${block.lang}) ${firstLine.trim().slice(0, 60)}`, { timeout: 40_000 }, async (t) => {
-      const { url } = await worker();
+      const { url } = await workerWith(AS_NPM_START);
       const code = localize(block.code, url.origin);
       const dir = join(scratch, `line-${block.line}`);
       mkdirSync(dir);
