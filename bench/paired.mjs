@@ -277,8 +277,12 @@ export function summarize(rounds) {
  */
 export async function measurePaired({ start, kinds = selectedKinds(), budgetSeconds, log }) {
   const started = performance.now();
-  const scripts = { A: "build/index.js", A2: "build/index.js", B: "bench/floor-worker.mjs" };
-  const labels = { A: "fluxgate", A2: "fluxgate again", B: "floor" };
+  // BENCH_A2_SCRIPT pairs the build against another one (a probe build, e.g.
+  // the commit before a change, built to target/probe-x/index.js) instead of
+  // itself: the A/A column then reads "this build - that build".
+  const other = process.env.BENCH_A2_SCRIPT;
+  const scripts = { A: "build/index.js", A2: other || "build/index.js", B: "bench/floor-worker.mjs" };
+  const labels = { A: "fluxgate", A2: other ? `probe ${other}` : "fluxgate again", B: "floor" };
   const runs = kinds.map((kind) => ({
     kind,
     skipped: null,
