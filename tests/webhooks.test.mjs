@@ -19,8 +19,9 @@ const settings = { REPLICATE_WEBHOOK_SECRET: DEFAULT_WEBHOOK_SECRET, EXTRA_WEBHO
 const auth = { authorization: `Bearer ${AUTH_TOKEN}` };
 
 /** A caller's webhook receiver: every delivery with its headers and body, and whether the bytes were stored when it came. */
-async function receiver(w, t) {
+async function receiver(w, t, { failFirst = 0 } = {}) {
   const deliveries = [];
+  let refused = 0;
   const server = createServer((req, res) => {
     const chunks = [];
     req.on("data", (c) => chunks.push(c));
@@ -30,6 +31,11 @@ async function receiver(w, t) {
       const firstImage = delivery.json.id && delivery.json.status === "succeeded" ? delivery.json.id : null;
       if (firstImage) delivery.storedOnArrival = (await record(w, firstImage))?.status === "stored";
       deliveries.push(delivery);
+      if (refused < failFirst) {
+        refused += 1;
+        delivery.refused = true;
+        return res.writeHead(500).end("not now");
+      }
       res.writeHead(200).end("ok");
     });
   });
@@ -262,5 +268,58 @@ describe("callers' webhooks, called by the service", () => {
     assert.equal(delivery.json.webhook, hook.url);
     const image = await w.fetch(new URL(output).pathname);
     assert.equal(image.status, 200);
+  });
+
+  test("a receiver that fails is tried again in the request, then by the cron, under one delivery id", async (t) => {
+    const w = await workerWith(settings);
+    const hook = await receiver(w, t, { failFirst: 3 });
+    const prompt = uniquePrompt("failing receiver");
+    const res = await generate(w, { prompt, megapixels: "0.25", webhook: hook.url, webhook_events_filter: ["completed"] }, auth);
+    assert.equal(res.status, 200);
+    const { predictionId } = await res.json();
+    const kv = await w.mf.getKVNamespace("IMAGE_META");
+    const state = await eventually(async () => {
+      const text = await kv.get(`hook:${predictionId}`);
+      return text && JSON.parse(text);
+    }, 15000, "the failed delivery written down");
+    assert.equal(hook.deliveries.length, 3, "three tries within the request");
+    assert.equal(state.attempts, 1);
+    assert.ok(state.retry_at_ms > Date.now() + 30_000, "the next try left to the cron, a minute on");
+    assert.ok(await kv.get(`payload:${predictionId}`), "the payload kept for it");
+    assert.ok((await kv.list({ prefix: `open:${predictionId}` })).keys.length === 1, "still followed");
+
+    await (await w.mf.getWorker()).scheduled({ cron: "*/5 * * * *" });
+    assert.equal(hook.deliveries.length, 3, "not before it is due");
+    await kv.put(`hook:${predictionId}`, JSON.stringify({ ...state, retry_at_ms: Date.now() - 1 }));
+    await (await w.mf.getWorker()).scheduled({ cron: "*/5 * * * *" });
+    await eventually(() => hook.deliveries.length === 4, 10000, "the cron's delivery");
+    const ids = new Set(hook.deliveries.map((d) => d.headers["webhook-id"]));
+    assert.deepEqual([...ids], [`msg_${predictionId}_completed`]);
+    const secret = await secretOf(w);
+    assert.equal(await validateWebhook({ headers: hook.deliveries[3].headers, body: hook.deliveries[3].body }, secret), true);
+    await eventually(async () => (await kv.list({ prefix: `open:${predictionId}` })).keys.length === 0, 5000, "no longer followed");
+  });
+
+  test("a job whose delivery does not come is read by the cron once it has been quiet", async () => {
+    const w = await workerWith(settings);
+    const prompt = uniquePrompt("quiet job");
+    // Starting for 2 s, processing until 6 s, then reported.
+    await addRule({ when: { prompt }, then: { predictMs: 6000 } });
+    const res = await generate(w, { prompt, megapixels: "0.25" }, { ...auth, prefer: "respond-async" });
+    const { predictionId } = await res.json();
+    const reads = async () => (await received(`/predictions/${predictionId}`)).filter((r) => r.method === "GET").length;
+    const kv = await w.mf.getKVNamespace("IMAGE_META");
+    await (await w.mf.getWorker()).scheduled({ cron: "*/5 * * * *" });
+    assert.equal(await reads(), 0, "not while it may still report back");
+    const index = JSON.parse(await kv.get(`prediction:${predictionId}`));
+    const longAgo = Date.now() - 3 * 60 * 1000;
+    index.job.created_ms = longAgo;
+    index.job.updated_ms = longAgo;
+    await kv.put(`prediction:${predictionId}`, JSON.stringify(index));
+    await new Promise((r) => setTimeout(r, 2500));
+    await (await w.mf.getWorker()).scheduled({ cron: "*/5 * * * *" });
+    assert.equal(await reads(), 1, "read once by the cron");
+    const after = JSON.parse(await kv.get(`prediction:${predictionId}`));
+    assert.equal(after.job.status, "processing", "moved on from what it read");
   });
 });
