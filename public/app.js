@@ -1,14 +1,16 @@
 // fluxgate playground: plain JavaScript, no build step, no dependencies.
 // Talks to the same origin's API: GET /models, POST /uploads, POST /generate
-// (Prefer: respond-async), GET /generate/{id}, GET /images, DELETE /image/{id}.
+// (Prefer: respond-async), GET and DELETE /generate/{id} (its status URL: progress
+// and cancel), GET /images, DELETE /image/{id}.
 "use strict";
 
 (() => {
   const CREDENTIAL_KEY = "fluxgate.credential";
   const MODEL_KEY = "fluxgate.model";
   const GALLERY_PAGE = 12;
-  const POLL_MAX_MS = 2000;
+  const POLL_MIN_MS = 700;
   const RUN_LIMIT_MS = 10 * 60 * 1000;
+  const ENDED = ["failed", "canceled", "aborted"];
 
   const $ = (id) => document.getElementById(id);
 
@@ -414,6 +416,23 @@
     status.append(text);
   }
 
+  /** "7 s", "1 min 05 s": the time since Generate was pressed. */
+  function elapsedText(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  }
+
+  /** The running clock beside the status (outside the live region: it would be read out every second). */
+  function paintElapsed() {
+    const clock = $("elapsed");
+    if (!run) {
+      clock.hidden = true;
+      return;
+    }
+    clock.textContent = elapsedText(Date.now() - run.started);
+    clock.hidden = false;
+  }
+
   /** Brings the result panel into view when it is below the fold (narrow screens). */
   function revealResult() {
     const panel = document.querySelector(".result");
@@ -428,6 +447,8 @@
     $("generate").disabled = busy;
     $("generate").textContent = busy ? "Generating…" : "Generate";
     $("cancel").hidden = !busy;
+    $("cancel").disabled = false;
+    $("cancel").textContent = "Cancel";
     $("generate-form").setAttribute("aria-busy", String(busy));
   }
 
@@ -516,34 +537,63 @@
     return [];
   }
 
-  /** Polls the status URL of an async generation until it ends. */
-  async function follow(accepted, signal) {
-    const url = accepted.statusUrl || `/generate/${encodeURIComponent(accepted.predictionId)}`;
+  /** How an asynchronous generation ended when it did not succeed: its last status answer. */
+  class Ended extends Error {
+    constructor(body) {
+      super(body.status);
+      this.body = body;
+    }
+  }
+
+  /** The status URL's path: the page talks to its own origin, whatever base the links were built on. */
+  function statusPath(accepted) {
+    if (accepted.statusUrl) {
+      try { return new URL(accepted.statusUrl, location.href).pathname; } catch { /* below */ }
+    }
+    return `/generate/${encodeURIComponent(accepted.predictionId)}`;
+  }
+
+  /** How long to wait before reading the status again: its Retry-After, never under POLL_MIN_MS. */
+  function pollDelay(retryAfter, fallback = 1000) {
+    return Math.max(POLL_MIN_MS, retryAfterMs(retryAfter, fallback));
+  }
+
+  /**
+   * Polls the status URL of an async generation until it ends: resolves
+   * with its last status and its images once it succeeded, throws Ended when
+   * it failed or was canceled.
+   */
+  async function follow(accepted, retryAfter, signal) {
     let body = accepted;
     let images = imagesOf(accepted);
-    let delay = 400;
-    const started = Date.now();
+    let wait = pollDelay(retryAfter);
     for (;;) {
       const status = body.status || "starting";
-      if (status === "succeeded") return images.length ? images : imagesOf(body);
-      if (status === "failed" || status === "canceled") {
-        throw new ApiError(0, { error: status === "failed" ? "Generation failed" : "Generation canceled", details: body.error });
-      }
-      setStep(status === "starting" ? "starting" : "processing");
-      setStatus(status === "starting" ? "Starting the model…" : "The model is working…", true);
-      if (Date.now() - started > RUN_LIMIT_MS) throw localError("Still not finished", "Gave up waiting after 10 minutes; the image may still appear in the gallery.");
-      await sleep(delay, signal);
-      delay = Math.min(POLL_MAX_MS, Math.round(delay * 1.5));
+      if (status === "succeeded") return { body, images };
+      if (ENDED.includes(status)) throw new Ended(body);
+      setStep(status === "processing" ? "processing" : "starting");
+      setStatus(status === "processing" ? "Processing: the model is working…" : "Starting: waiting for the model…", true);
+      if (Date.now() - run.started > RUN_LIMIT_MS) throw localError("Still not finished", "Gave up waiting after 10 minutes; the image may still appear in the gallery.");
+      await sleep(wait, signal);
       try {
-        body = (await api(url, { signal })).data || {};
+        const res = await api(run.statusUrl, { signal });
+        body = res.data || {};
+        wait = pollDelay(res.headers.get("Retry-After"));
       } catch (err) {
-        if (err.status !== 429 && err.status !== 503) throw err;
-        await sleep(retryAfterMs(err.retryAfter), signal);
+        // Busy or unreachable for a moment: ask again later; anything else ends the wait.
+        if (!(err instanceof ApiError) || ![0, 429, 502, 503, 504].includes(err.status)) throw err;
+        wait = pollDelay(err.retryAfter, 2000);
         continue;
       }
       const more = imagesOf(body);
       if (more.length) images = more;
     }
+  }
+
+  /** The output area once a generation ended without images. */
+  function showNoImage(text) {
+    resetOutput();
+    $("output").append(el("div", { class: "placeholder ended" }, el("p", { text })));
   }
 
   async function upload(file, signal) {
@@ -572,12 +622,15 @@
       return;
     }
     const controller = new AbortController();
-    run = { controller, predictionId: null };
+    run = { controller, started: Date.now(), statusUrl: null, canceling: false, ended: null, clock: null };
+    const current = run;
     const { signal } = controller;
     setBusy(true);
     resetOutput();
     $("placeholder")?.remove();
     setStep("starting");
+    paintElapsed();
+    current.clock = setInterval(paintElapsed, 500);
     revealResult();
     try {
       for (const f of files) {
@@ -592,20 +645,23 @@
       const body = { prompt, ...values };
       if (model && $("model").value) body.model = model.name;
       const res = await api("/generate", { method: "POST", json: body, headers: { Prefer: "respond-async" }, signal });
-      const data = res.data || {};
-      run.predictionId = data.predictionId || null;
+      let data = res.data || {};
       showMeta([["Model", data.model || (model && model.model)], ["Prediction", data.predictionId]]);
       let images;
       if (res.status === 202) {
+        current.statusUrl = statusPath(data);
         tiles(imagesOf(data).length ? imagesOf(data) : [{ id: "pending" }]);
-        images = await follow(data, signal);
+        ({ body: data, images } = await follow(data, res.headers.get("Retry-After"), signal));
+        $("cancel").hidden = true; // it succeeded: nothing left to cancel
       } else {
         images = imagesOf(data);
       }
       if (!images.length) throw localError("No image", "The generation finished without an image.");
+      clearError(errorBox);
       await showImages(images, prompt, signal);
       setStep("done");
-      setStatus(images.length > 1 ? `Done: ${images.length} images.` : "Done.");
+      const took = elapsedText(Date.now() - current.started);
+      setStatus(images.length > 1 ? `Done in ${took}: ${images.length} images.` : `Done in ${took}.`);
       showMeta([
         ["Model", data.model || (model && model.model)],
         ["Prediction", data.predictionId],
@@ -615,27 +671,60 @@
       ]);
       loadGallery(true);
     } catch (err) {
-      if (signal.aborted) {
+      const took = elapsedText(Date.now() - current.started);
+      const ended = err instanceof Ended ? err.body : current.ended;
+      setStep($("progress").dataset.step || "starting", true);
+      if (ended && ended.status === "failed") {
+        setStatus(`Failed after ${took}.`);
+        showError(errorBox, new ApiError(0, { error: "Generation failed", details: ended.error }));
+        showNoImage("No image: the generation failed.");
+      } else if (ended) {
+        setStatus(`Canceled after ${took}.`);
+        // Canceled here: the status says it. Canceled elsewhere: say so, with Replicate's words.
+        if (!current.canceling) showError(errorBox, new ApiError(0, { error: "Generation canceled", details: ended.error }));
+        showNoImage("No image: the generation was canceled.");
+      } else if (signal.aborted) {
         setStatus("Canceled.");
-        setStep($("progress").dataset.step || "starting", true);
+        showNoImage("No image: the generation was canceled.");
       } else {
-        setStep($("progress").dataset.step || "starting", true);
         setStatus("");
         showError(errorBox, err instanceof ApiError ? err : localError("Something went wrong", err.message));
+        if (!$("output").querySelector("img")) resetOutput();
       }
-      if (!$("output").querySelector("img")) resetOutput();
     } finally {
-      setBusy(false);
+      clearInterval(current.clock);
       run = null;
+      paintElapsed();
+      setBusy(false);
     }
   }
 
+  /** Cancel: DELETE on the status URL once there is one (before that, the request is abandoned). */
   async function onCancel() {
-    if (!run) return;
-    const { controller, predictionId } = run;
-    controller.abort(new DOMException("Canceled", "AbortError"));
-    if (predictionId) {
-      try { await api(`/generate/${encodeURIComponent(predictionId)}`, { method: "DELETE" }); } catch { /* it may have finished */ }
+    const current = run;
+    if (!current || current.canceling) return;
+    current.canceling = true;
+    const button = $("cancel");
+    button.disabled = true;
+    button.textContent = "Canceling…";
+    if (!current.statusUrl) {
+      current.controller.abort(new DOMException("Canceled", "AbortError"));
+      return;
+    }
+    try {
+      const { data } = await api(current.statusUrl, { method: "DELETE" });
+      if (run !== current) return;
+      if (data && ENDED.includes(data.status)) {
+        current.ended = data;
+        current.controller.abort(new DOMException("Canceled", "AbortError"));
+      }
+      // Otherwise it succeeded first: the images are on their way.
+    } catch (err) {
+      if (run !== current) return;
+      current.canceling = false;
+      button.disabled = false;
+      button.textContent = "Cancel";
+      showError($("error"), err);
     }
   }
 

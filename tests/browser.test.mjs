@@ -60,7 +60,7 @@ describe("playground", () => {
     page.on("response", (res) => {
       const url = new URL(res.url());
       if (url.origin === new URL(site.url).origin && !/\.(css|js)$|^\/$/.test(url.pathname)) {
-        calls.push({ method: res.request().method(), path: url.pathname, query: url.search, status: res.status(), headers: res.request().headers() });
+        calls.push({ method: res.request().method(), path: url.pathname, query: url.search, status: res.status(), headers: res.request().headers(), at: Date.now() });
       }
     });
     await page.evaluate(() => {
@@ -72,6 +72,16 @@ describe("playground", () => {
       }).observe(list, { attributes: true, attributeFilter: ["data-step"] });
     });
     return { calls, steps: () => page.evaluate(() => window.__steps) };
+  }
+
+  /** Adds a rule to this site's emulator (see emulator/rules.mjs), as addRule of harness.mjs does for the shared one. */
+  async function addRule(rule) {
+    const res = await fetch(`${site.emulator.url}/_control/rules`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(rule),
+    });
+    assert.ok(res.ok, `adding an emulator rule: ${res.status} ${await res.text()}`);
   }
 
   test("serves the page at / with its stylesheet and script, working offline", T, async () => {
@@ -158,6 +168,99 @@ describe("playground", () => {
     const seen = generated.steps.filter((s) => order.includes(s));
     assert.deepEqual(seen, [...seen].sort((a, b) => order.indexOf(a) - order.indexOf(b)), `steps in order: ${seen}`);
     assert.ok(seen.includes("done"), `step done shown (${seen})`);
+  });
+
+  test("a slow generation shows its progress (status, seconds), polling the status URL per Retry-After, then the image", T, async () => {
+    const { page, errors } = await open();
+    await setKey(page, AUTH_TOKEN);
+    const { calls, steps } = await record(page);
+    const prompt = uniquePrompt("a slow lighthouse");
+    await addRule({ when: { prompt }, then: { predictMs: 4000 } });
+    await page.fill("#prompt", prompt);
+    await page.click("#generate");
+
+    await page.waitForSelector('#progress li[data-step="processing"][data-state="active"]');
+    assert.match(await page.locator("#status").innerText(), /Processing/);
+    assert.equal(await page.locator("#output .shot .waiting").count(), 1, "a tile waits for the announced image");
+    assert.equal(await page.locator("#cancel").isVisible(), true, "Cancel while it runs");
+    const clock = page.locator("#elapsed");
+    assert.match(await clock.innerText(), /^\d+ s$/);
+    const first = await clock.innerText();
+    await page.waitForFunction((was) => document.getElementById("elapsed").textContent !== was, first);
+    await screenshot(page, "progress");
+
+    await waitForImage(page);
+    await page.waitForSelector('#progress li[data-step="done"][data-state="done"]');
+    assert.match(await page.locator("#status").innerText(), /^Done in \d+ s\.$/);
+    assert.equal(await clock.isHidden(), true, "the clock stops");
+    assert.equal(await page.locator("#cancel").isHidden(), true);
+    const seen = await steps();
+    assert.ok(seen.indexOf("starting") < seen.indexOf("processing") && seen.indexOf("processing") < seen.indexOf("done"), `steps: ${seen}`);
+
+    const post = calls.find((c) => c.method === "POST" && c.path === "/generate");
+    assert.equal(post.status, 202);
+    assert.equal(post.headers.prefer, "respond-async");
+    const polls = calls.filter((c) => c.method === "GET" && /^\/generate\/[a-z0-9]+$/.test(c.path));
+    assert.ok(polls.length >= 2, `the status URL was read ${polls.length} times`);
+    const gaps = polls.slice(1).map((c, i) => c.at - polls[i].at);
+    assert.ok(gaps.every((g) => g >= 900), `reads honour Retry-After: 1 (gaps ${gaps} ms)`);
+    await page.waitForLoadState("networkidle");
+    await screenshot(page, "progress-done");
+    assert.deepEqual(errors, []);
+    await page.context().close();
+  });
+
+  test("Cancel sends DELETE to the status URL and shows the generation canceled (phone width)", T, async () => {
+    const { page, errors } = await open({ viewport: PHONE });
+    await setKey(page, AUTH_TOKEN);
+    const prompt = uniquePrompt("a generation to cancel");
+    await addRule({ when: { prompt }, then: { predictMs: 20000 } });
+    await page.fill("#prompt", prompt);
+    await page.click("#generate");
+    await page.waitForSelector("#output .shot[data-image-id]");
+    const id = await page.locator("#output .shot").first().getAttribute("data-image-id");
+    await page.waitForSelector('#progress li[data-state="active"]');
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= PHONE.width, `no sideways scrolling while it runs (content is ${width} px wide)`);
+    await page.waitForFunction(() => /^[1-9]\d* s$/.test(document.getElementById("elapsed").textContent));
+    await page.evaluate(() => document.querySelector(".result").scrollIntoView({ block: "start", behavior: "instant" }));
+    await screenshot(page, "progress-phone", { fullPage: false });
+
+    const deleted = page.waitForResponse((r) => r.request().method() === "DELETE" && /^\/generate\/[a-z0-9]+$/.test(new URL(r.url()).pathname));
+    await page.click("#cancel");
+    const answer = await deleted;
+    assert.equal(answer.status(), 200);
+    assert.equal((await answer.json()).status, "canceled");
+    await page.waitForFunction(() => /^Canceled after \d+ s\.$/.test(document.getElementById("status").textContent));
+    assert.equal(await page.locator('#progress li[data-state="failed"]').count(), 1);
+    assert.equal(await page.locator("#error").isHidden(), true, "canceled here: not shown as an error");
+    assert.match(await page.locator("#output").innerText(), /canceled/);
+    assert.equal(await page.locator("#cancel").isHidden(), true);
+    assert.equal(await page.locator("#generate").isEnabled(), true);
+    const image = await site.fetch(`/image/${id}`);
+    assert.equal(image.status, 404, "the announced image is withdrawn");
+    await screenshot(page, "canceled", { fullPage: false });
+    assert.deepEqual(errors, []);
+    await page.context().close();
+  });
+
+  test("a generation that fails shows Replicate's error", T, async () => {
+    const { page, errors } = await open();
+    await setKey(page, AUTH_TOKEN);
+    const prompt = uniquePrompt("a failing generation");
+    await addRule({ when: { prompt }, then: { fail: "NSFW content detected" } });
+    await page.fill("#prompt", prompt);
+    await page.click("#generate");
+    const box = page.locator("#error");
+    await box.waitFor({ state: "visible" });
+    const text = await box.innerText();
+    assert.match(text, /Generation failed/);
+    assert.match(text, /NSFW content detected/);
+    assert.match(await page.locator("#status").innerText(), /^Failed after \d+ s\.$/);
+    assert.equal(await page.locator('#progress li[data-state="failed"]').count(), 1);
+    await screenshot(page, "failed");
+    assert.deepEqual(errors, []);
+    await page.context().close();
   });
 
   test("an image answered 503 (not ready yet) is fetched again after Retry-After", T, async () => {
