@@ -322,4 +322,25 @@ describe("callers' webhooks, called by the service", () => {
     const after = JSON.parse(await kv.get(`prediction:${predictionId}`));
     assert.equal(after.job.status, "processing", "moved on from what it read");
   });
+
+  test("a /replicate/v1 prediction canceled through the service: its webhook hears of it", async (t) => {
+    const w = await workerWith(settings);
+    const hook = await receiver(w, t);
+    const prompt = uniquePrompt("canceled hook");
+    await addRule({ when: { prompt }, then: { predictMs: 20000 } });
+    const replicate = new Replicate({ auth: AUTH_TOKEN, baseUrl: new URL("/replicate/v1", w.url).href });
+    const created = await replicate.predictions.create({
+      model: "black-forest-labs/flux-schnell",
+      input: { prompt, megapixels: "0.25" },
+      webhook: hook.url,
+      webhook_events_filter: ["completed"],
+    });
+    const canceled = await replicate.predictions.cancel(created.id);
+    assert.equal(canceled.status, "canceled");
+    const delivery = await eventually(() => hook.deliveries.find((d) => d.json.status === "canceled"), 10000, "the canceled delivery");
+    assert.equal(delivery.json.id, created.id);
+    assert.equal(delivery.headers["webhook-id"], `msg_${created.id}_completed`);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(hook.deliveries.length, 1, "told once");
+  });
 });

@@ -142,7 +142,10 @@ async fn point_here(cx: &RequestContext, rewriter: &Rewriter<'_>, value: &mut Va
     let index = async {
         let prediction: Prediction = serde_json::from_value(value.clone()).ok()?;
         let index = cx.store().ok()?.prediction_index(&prediction.id).await.ok().flatten()?;
-        if index.kept_ids().is_some() || prediction.status != Status::Succeeded {
+        // Kept already, or nothing to do yet: a followed job still moves on
+        // when it ended otherwise (failed or canceled), for its webhook.
+        let ended = prediction.status.is_terminal() && index.job.as_ref().is_some_and(|j| !j.is_over());
+        if index.kept_ids().is_some() || (prediction.status != Status::Succeeded && !ended) {
             return Some(index);
         }
         match super::jobs::advance(cx, index, &prediction).await {
