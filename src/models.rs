@@ -295,6 +295,26 @@ impl Registry {
         self.entries.iter().map(|e| e.name.as_str()).collect()
     }
 
+    /// Whether an API key restricted to `allowed` (short names or model
+    /// references, as in `choose`) may run `model`, named by reference as the
+    /// Replicate-compatible API names it: a short name allows its listed model
+    /// (a pinned one only at its version), a reference what it names.
+    pub fn key_permits(&self, allowed: &[String], model: &ModelRef) -> bool {
+        allowed.iter().any(|a| {
+            let a = a.trim();
+            if a.contains('/') {
+                ModelRef::parse(a).is_ok_and(|r| r.names(model))
+            } else {
+                self.entries.iter().any(|e| e.name.eq_ignore_ascii_case(a) && e.model.names(model))
+            }
+        })
+    }
+
+    /// The listed model pinned at `version`, if any.
+    pub fn by_version(&self, version: &str) -> Option<&ModelRef> {
+        self.entries.iter().map(|e| &e.model).find(|m| m.version.as_deref() == Some(version))
+    }
+
     /// The model run when a request names none.
     pub fn default_entry(&self) -> &Entry {
         self.entries.iter().find(|e| e.is_default).unwrap_or(&self.entries[0])
@@ -482,6 +502,21 @@ mod tests {
     fn refused(result: Result<Choice, ApiError>) -> (u16, String, String) {
         let err = result.expect_err("should be refused");
         (err.status, err.error, err.details.unwrap_or_default())
+    }
+
+    #[test]
+    fn keys_permit_models_by_short_name_or_reference() {
+        let r = Registry::parse(Some(&format!("schnell=black-forest-labs/flux-schnell, sdxl=stability-ai/sdxl:{}", "b".repeat(64))), None, None).unwrap();
+        let m = |s: &str| ModelRef::parse(s).unwrap();
+        let only = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(r.key_permits(&only(&["schnell"]), &m("black-forest-labs/flux-schnell")));
+        assert!(!r.key_permits(&only(&["schnell"]), &m("black-forest-labs/flux-dev")));
+        assert!(r.key_permits(&only(&["sdxl"]), &m(&format!("stability-ai/sdxl:{}", "b".repeat(64)))));
+        assert!(!r.key_permits(&only(&["sdxl"]), &m("stability-ai/sdxl")), "a pinned entry allows only its version");
+        assert!(r.key_permits(&only(&["black-forest-labs/flux-dev"]), &m("black-forest-labs/flux-dev")));
+        assert!(!r.key_permits(&[], &m("black-forest-labs/flux-schnell")));
+        assert_eq!(r.by_version(&"b".repeat(64)).map(|m| m.model()), Some("stability-ai/sdxl".into()));
+        assert!(r.by_version(&"c".repeat(64)).is_none());
     }
 
     #[test]

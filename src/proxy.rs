@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::models::ModelRef;
 
 /// Where the compatible API is mounted.
 pub const PREFIX: &str = "/replicate/v1";
@@ -95,6 +96,45 @@ pub fn resolve(method: &str, rest: &str) -> Result<ProxyRoute, ApiError> {
         Ok(route)
     } else {
         Err(ApiError::method_not_allowed(allowed))
+    }
+}
+
+/// The model a create names, as far as the request says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedModel {
+    /// From the path (`models/{owner}/{name}/predictions`) or a `version` of
+    /// the form `owner/name:version`.
+    Model(ModelRef),
+    /// A bare version id in the body.
+    Version(String),
+    /// A deployment, or a body that names nothing readable.
+    Unknown,
+}
+
+/// What model a create for `route` at `rest` (the path after [`PREFIX`])
+/// with `body` would run.
+pub fn named_model(route: &ProxyRoute, rest: &str, body: Option<&str>) -> NamedModel {
+    match route {
+        ProxyRoute::CreateForModel => {
+            let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+            match parts.as_slice() {
+                ["models", owner, name, "predictions"] => ModelRef::parse(&format!("{owner}/{name}"))
+                    .map(NamedModel::Model)
+                    .unwrap_or(NamedModel::Unknown),
+                _ => NamedModel::Unknown,
+            }
+        }
+        ProxyRoute::Create => {
+            let version = body
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_owned));
+            match version {
+                Some(v) if v.contains('/') => ModelRef::parse(&v).map(NamedModel::Model).unwrap_or(NamedModel::Unknown),
+                Some(v) => NamedModel::Version(v.trim().to_ascii_lowercase()),
+                None => NamedModel::Unknown,
+            }
+        }
+        _ => NamedModel::Unknown,
     }
 }
 
@@ -271,6 +311,28 @@ mod tests {
         assert!(!ProxyRoute::List.is_files());
         assert_eq!(resolve("GET", "/webhooks/default/secret"), Ok(ProxyRoute::WebhookSecret));
         assert_eq!(resolve("POST", "/webhooks/default/secret").unwrap_err().status, 405);
+    }
+
+    #[test]
+    fn the_model_a_create_names() {
+        let schnell = ModelRef::parse("black-forest-labs/flux-schnell").unwrap();
+        let route = ProxyRoute::CreateForModel;
+        assert_eq!(
+            named_model(&route, "/models/black-forest-labs/flux-schnell/predictions", None),
+            NamedModel::Model(schnell)
+        );
+        let v = "a".repeat(64);
+        let body = format!(r#"{{"version": "{v}", "input": {{}}}}"#);
+        assert_eq!(named_model(&ProxyRoute::Create, "/predictions", Some(&body)), NamedModel::Version(v.clone()));
+        let body = format!(r#"{{"version": "o/n:{v}"}}"#);
+        assert_eq!(
+            named_model(&ProxyRoute::Create, "/predictions", Some(&body)),
+            NamedModel::Model(ModelRef::parse(&format!("o/n:{v}")).unwrap())
+        );
+        assert_eq!(named_model(&ProxyRoute::Create, "/predictions", Some("{}")), NamedModel::Unknown);
+        assert_eq!(named_model(&ProxyRoute::Create, "/predictions", Some("not json")), NamedModel::Unknown);
+        let deployment = ProxyRoute::CreateForDeployment;
+        assert_eq!(named_model(&deployment, "/deployments/o/d/predictions", None), NamedModel::Unknown);
     }
 
     #[test]

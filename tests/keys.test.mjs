@@ -92,6 +92,25 @@ describe("API keys", () => {
     assert.equal((await createsFor(prompt)).length, 0);
   });
 
+  test("a key restricted to some models cannot run others through /replicate/v1 either", async () => {
+    const w = await worker();
+    const { key } = await createKey(w, { models: ["black-forest-labs/flux-schnell"] });
+    const create = (path, body) =>
+      w.fetch(`/replicate/v1${path}`, { method: "POST", headers: { ...as(key), "content-type": "application/json" }, body: JSON.stringify(body) });
+    const refused = uniquePrompt("restricted dev");
+    const dev = await create("/models/black-forest-labs/flux-dev/predictions", { input: { prompt: refused } });
+    assert.equal(dev.status, 403);
+    assert.match((await dev.json()).detail, /may run only: black-forest-labs\/flux-schnell/);
+    const sdxlVersion = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc";
+    assert.equal((await create("/predictions", { version: sdxlVersion, input: { prompt: refused } })).status, 403);
+    assert.equal((await create("/deployments/acme/thing/predictions", { input: { prompt: refused } })).status, 403);
+    assert.equal((await createsFor(refused)).length, 0, "nothing reached Replicate");
+    const allowed = uniquePrompt("restricted schnell");
+    const ok = await create("/models/black-forest-labs/flux-schnell/predictions", { input: { prompt: allowed, megapixels: "0.25" } });
+    assert.ok([200, 201, 202].includes(ok.status), `${ok.status} ${await ok.clone().text()}`);
+    assert.equal((await createsFor(allowed)).length, 1);
+  });
+
   test("the daily quota", async () => {
     const w = await worker();
     const { key } = await createKey(w, { per_day: 1 });

@@ -18,7 +18,7 @@ use crate::http_url::webhook_target_problem;
 use crate::jobs::{is_prediction_id, CallerWebhook, JobKind, JobState, WEBHOOK_EVENTS};
 use crate::metadata::{compact_input, PredictionIndex};
 use crate::prediction::{rejected_token, Prediction, Status};
-use crate::proxy::{self, error_body, is_forwarded_response_header, ProxyRoute, Rewriter, FORWARDED_REQUEST_HEADERS};
+use crate::proxy::{self, error_body, NamedModel, is_forwarded_response_header, ProxyRoute, Rewriter, FORWARDED_REQUEST_HEADERS};
 
 /// The largest request body passed on: room for the `data:` file inputs the
 /// official clients send (Replicate itself takes data URLs up to ~10 MB;
@@ -74,6 +74,18 @@ async fn forward(req: Request, cx: &RequestContext, rest: &str) -> Result<Respon
         return Err(ApiError::invalid_input(problem));
     }
     if create {
+        if let Some(allowed) = credential.allowed_models() {
+            let model = match proxy::named_model(&route, rest, body.as_deref()) {
+                NamedModel::Model(model) => Some(model),
+                NamedModel::Version(version) => config.models.by_version(&version).cloned(),
+                NamedModel::Unknown => None,
+            };
+            if !model.is_some_and(|m| config.models.key_permits(allowed, &m)) {
+                let names: Vec<&str> = allowed.iter().map(String::as_str).collect();
+                return Err(ApiError::new(403, crate::models::MODEL_NOT_ALLOWED)
+                    .with_details(format!("This API key may run only: {}", names.join(", "))));
+            }
+        }
         super::usage::admit(cx, &credential).await?;
     }
     let timeout = if method == Method::Post { CREATE_TIMEOUT_MS } else { READ_TIMEOUT_MS };
