@@ -75,30 +75,7 @@ pub fn parse_body(mut body: Map<String, Value>, webhook_hosts: &[String]) -> Res
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(ApiError::invalid_input("model must be a string")),
     };
-    let webhook = match body.remove("webhook") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match webhook_target_problem(&s, webhook_hosts) {
-            None => Some(s),
-            Some(problem) => return Err(ApiError::invalid_input(problem)),
-        },
-        Some(_) => return Err(ApiError::invalid_input("webhook must be an https:// URL")),
-    };
-    let webhook_events_filter = match body.remove("webhook_events_filter") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(events))
-            if !events.is_empty() && events.iter().all(|e| e.as_str().is_some_and(|e| WEBHOOK_EVENTS.contains(&e))) =>
-        {
-            let mut names: Vec<String> = events.iter().filter_map(Value::as_str).map(str::to_owned).collect();
-            names.dedup();
-            Some(names)
-        }
-        Some(_) => {
-            return Err(ApiError::invalid_input(format!(
-                "webhook_events_filter must be a list of: {}",
-                WEBHOOK_EVENTS.join(", ")
-            )))
-        }
-    };
+    let (webhook, webhook_events_filter) = take_webhook(&mut body, webhook_hosts)?;
     if webhook_events_filter.is_some() && webhook.is_none() {
         return Err(ApiError::invalid_input("webhook_events_filter needs a webhook"));
     }
@@ -115,6 +92,40 @@ pub fn parse_body(mut body: Map<String, Value>, webhook_hosts: &[String]) -> Res
         None => body,
     };
     Ok((token, Job { model, input, webhook, webhook_events_filter }))
+}
+
+/// Takes `webhook` and `webhook_events_filter` out of a request body,
+/// checked: the webhook must be a public https URL or on one of
+/// `webhook_hosts`; the filter a non-empty list of Replicate's event names.
+pub fn take_webhook(
+    body: &mut Map<String, Value>,
+    webhook_hosts: &[String],
+) -> Result<(Option<String>, Option<Vec<String>>), ApiError> {
+    let webhook = match body.remove("webhook") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match webhook_target_problem(&s, webhook_hosts) {
+            None => Some(s),
+            Some(problem) => return Err(ApiError::invalid_input(problem)),
+        },
+        Some(_) => return Err(ApiError::invalid_input("webhook must be an https:// URL")),
+    };
+    let filter = match body.remove("webhook_events_filter") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(events))
+            if !events.is_empty() && events.iter().all(|e| e.as_str().is_some_and(|e| WEBHOOK_EVENTS.contains(&e))) =>
+        {
+            let mut names: Vec<String> = events.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+            names.dedup();
+            Some(names)
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_input(format!(
+                "webhook_events_filter must be a list of: {}",
+                WEBHOOK_EVENTS.join(", ")
+            )))
+        }
+    };
+    Ok((webhook, filter))
 }
 
 /// The create call for `job` on `model`: the path and the JSON body. A

@@ -506,7 +506,12 @@ mod tests {
 
     #[test]
     fn keys_permit_models_by_short_name_or_reference() {
-        let r = Registry::parse(Some(&format!("schnell=black-forest-labs/flux-schnell, sdxl=stability-ai/sdxl:{}", "b".repeat(64))), None, None).unwrap();
+        let r = Registry::parse(
+            Some(&format!("schnell=black-forest-labs/flux-schnell, sdxl=stability-ai/sdxl:{}", "b".repeat(64))),
+            None,
+            None,
+        )
+        .unwrap();
         let m = |s: &str| ModelRef::parse(s).unwrap();
         let only = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(r.key_permits(&only(&["schnell"]), &m("black-forest-labs/flux-schnell")));

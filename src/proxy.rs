@@ -118,9 +118,9 @@ pub fn named_model(route: &ProxyRoute, rest: &str, body: Option<&str>) -> NamedM
         ProxyRoute::CreateForModel => {
             let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
             match parts.as_slice() {
-                ["models", owner, name, "predictions"] => ModelRef::parse(&format!("{owner}/{name}"))
-                    .map(NamedModel::Model)
-                    .unwrap_or(NamedModel::Unknown),
+                ["models", owner, name, "predictions"] => {
+                    ModelRef::parse(&format!("{owner}/{name}")).map(NamedModel::Model).unwrap_or(NamedModel::Unknown)
+                }
                 _ => NamedModel::Unknown,
             }
         }

@@ -264,13 +264,8 @@ pub async fn follow(
 
 /// Polls a job after the answer until it ends or the budget is spent; what
 /// is left is for the status URL and the cron.
-fn watch(
-    env: worker::Env,
-    base_url: String,
-    prediction_id: String,
-    replicate: Replicate,
-) -> impl std::future::Future<Output = ()> + 'static {
-    async move {
+async fn watch(env: worker::Env, base_url: String, prediction_id: String, replicate: Replicate) {
+    {
         let Ok(cx) = RequestContext::detached(env, base_url) else { return };
         let deadline = now_ms().saturating_add(WATCH_BUDGET_MS);
         let mut attempt = 0;
@@ -313,7 +308,7 @@ async fn own_job(cx: &RequestContext, caller: &Caller, prediction_id: &str) -> R
 
 /// The Replicate client a job is read with: the token it was created on.
 fn client_for(cx: &RequestContext, caller: &Caller, job: &JobState) -> Result<Option<Replicate>, ApiError> {
-    if job.service_token == !caller.is_user() {
+    if job.service_token != caller.is_user() {
         return cx.replicate(caller).map(Some);
     }
     Ok(None)

@@ -15,10 +15,12 @@ use super::RequestContext;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http_url::webhook_target_problem;
-use crate::jobs::{is_prediction_id, CallerWebhook, JobKind, JobState, WEBHOOK_EVENTS};
+use crate::jobs::{is_prediction_id, CallerWebhook, JobKind, JobState};
 use crate::metadata::{compact_input, PredictionIndex};
 use crate::prediction::{rejected_token, Prediction, Status};
-use crate::proxy::{self, error_body, NamedModel, is_forwarded_response_header, ProxyRoute, Rewriter, FORWARDED_REQUEST_HEADERS};
+use crate::proxy::{
+    self, error_body, is_forwarded_response_header, NamedModel, ProxyRoute, Rewriter, FORWARDED_REQUEST_HEADERS,
+};
 
 /// The largest request body passed on: room for the `data:` file inputs the
 /// official clients send (Replicate itself takes data URLs up to ~10 MB;
@@ -226,28 +228,7 @@ fn take_webhook(
     service_webhook: Option<&str>,
 ) -> Result<(String, Option<CallerWebhook>), ApiError> {
     let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(body) else { return Ok((body.to_owned(), None)) };
-    let url = match object.remove("webhook") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) => match webhook_target_problem(&url, &config.extra_webhook_hosts) {
-            None => Some(url),
-            Some(problem) => return Err(ApiError::invalid_input(problem)),
-        },
-        Some(_) => return Err(ApiError::invalid_input("webhook must be an https:// URL")),
-    };
-    let filter = match object.remove("webhook_events_filter") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(events))
-            if events.iter().all(|e| e.as_str().is_some_and(|e| WEBHOOK_EVENTS.contains(&e))) =>
-        {
-            Some(events.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        }
-        Some(_) => {
-            return Err(ApiError::invalid_input(format!(
-                "webhook_events_filter must be a list of: {}",
-                WEBHOOK_EVENTS.join(", ")
-            )))
-        }
-    };
+    let (url, filter) = crate::generation::take_webhook(&mut object, &config.extra_webhook_hosts)?;
     if let Some(ours) = service_webhook {
         object.insert("webhook".into(), Value::String(ours.to_owned()));
         object.insert("webhook_events_filter".into(), serde_json::json!(["completed"]));

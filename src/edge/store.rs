@@ -170,13 +170,7 @@ impl Store {
 
     /// One page of the jobs the cron follows, and the cursor of the next.
     pub async fn open_jobs_page(&self, cursor: Option<String>) -> Result<(Vec<String>, Option<String>), ApiError> {
-        let mut list = self.kv.list().prefix(OPEN_JOB_PREFIX.into()).limit(1000);
-        if let Some(c) = cursor {
-            list = list.cursor(c);
-        }
-        let page = list.execute().await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
-        let ids = page.keys.iter().map(|k| k.name.trim_start_matches(OPEN_JOB_PREFIX).to_owned()).collect();
-        Ok((ids, page.cursor.filter(|c| !page.list_complete && !c.is_empty())))
+        self.ids_page(OPEN_JOB_PREFIX, cursor).await
     }
 
     /// What was delivered to a job's webhook, once anything was tried.
@@ -206,14 +200,13 @@ impl Store {
 
     /// One page of the ids of copies still to do, and the cursor of the next.
     pub async fn pending_page(&self, cursor: Option<String>) -> Result<(Vec<String>, Option<String>), ApiError> {
-        let mut list = self.kv.list().prefix(PENDING_PREFIX.into()).limit(1000);
-        if let Some(c) = cursor {
-            list = list.cursor(c);
-        }
-        let page = list.execute().await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
-        let ids = page.keys.iter().map(|k| k.name.trim_start_matches(PENDING_PREFIX).to_owned()).collect();
-        let next = page.cursor.filter(|_| !page.list_complete);
-        Ok((ids, next))
+        self.ids_page(PENDING_PREFIX, cursor).await
+    }
+
+    /// One page of the ids after `prefix` in KV key names, and the cursor of the next.
+    async fn ids_page(&self, prefix: &str, cursor: Option<String>) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let (keys, next) = self.kv_page(prefix, cursor, 1000).await?;
+        Ok((keys.iter().map(|k| k.name.trim_start_matches(prefix).to_owned()).collect(), next))
     }
 
     /// Records that an image can no longer be stored (its upstream output is
@@ -594,7 +587,7 @@ mod upload_storage {
             Ok((objects, page.cursor().filter(|_| page.truncated())))
         }
 
-        async fn kv_page(
+        pub(super) async fn kv_page(
             &self,
             prefix: &str,
             cursor: Option<String>,
