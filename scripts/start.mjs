@@ -60,6 +60,9 @@ if (!values.REPLICATE_API_TOKEN) {
 }
 if (!values.AUTH_TOKEN) {
   values.AUTH_TOKEN = LOCAL_AUTH_TOKEN;
+  // Callers' webhook secrets are derived from AUTH_TOKEN unless this is set,
+  // and the local token is too short to derive them from.
+  values.WEBHOOK_SIGNING_KEY ??= "local-development-webhook-signing-key";
   console.log(`No AUTH_TOKEN configured: service auth accepts "Bearer ${LOCAL_AUTH_TOKEN}" locally (set AUTH_TOKEN in .dev.vars).`);
 }
 

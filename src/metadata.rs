@@ -187,6 +187,10 @@ pub struct PredictionIndex {
     /// The ids were announced by an async generation; its outputs are not kept yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub awaiting: bool,
+    /// Who made it (a usage subject): the owner of its images, also when they
+    /// are kept after the request (a delivery, the cron).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<crate::jobs::JobState>,
 }

@@ -81,6 +81,9 @@ describe("async generation", () => {
       return rec?.status === "stored" && rec;
     }, 15000, "the image to be stored by the request's own polling");
     assert.equal(r.prediction_id, body.predictionId);
+    assert.equal(r.owner, "service", "owned by its caller, though kept after the request");
+    const { images } = await (await w.fetch("/images?limit=100", { headers: { authorization: `Bearer ${AUTH_TOKEN}` } })).json();
+    assert.ok(images.some((i) => i.id === body.id), "in its caller's gallery");
   });
 
   test("DELETE on the status URL cancels; the announced images are withdrawn", async () => {

@@ -223,8 +223,13 @@ impl<'a> Run<'a> {
             webhook: job.webhook.clone().map(|url| CallerWebhook::new(url, job.webhook_events_filter.clone())),
         };
         let input = Value::Object(job.input);
-        let mut index =
-            PredictionIndex { ids: Some(ids), input: compact_input(&input), awaiting: true, job: Some(state) };
+        let mut index = PredictionIndex {
+            ids: Some(ids),
+            input: compact_input(&input),
+            awaiting: true,
+            owner: Some(self.credential.subject.clone()),
+            job: Some(state),
+        };
         // Without a delivery to wait for, this request polls after answering.
         let watcher = own_webhook.is_none().then(|| replicate.clone());
         super::jobs::follow(cx, &index, &prediction, watcher).await?;
@@ -347,7 +352,13 @@ async fn generate(
                 webhook: Some(CallerWebhook::new(url.clone(), job.webhook_events_filter.clone())),
             };
             let input = Value::Object(job.input);
-            let index = PredictionIndex { ids: None, input: compact_input(&input), awaiting: false, job: Some(state) };
+            let index = PredictionIndex {
+                ids: None,
+                input: compact_input(&input),
+                awaiting: false,
+                owner: Some(caller.subject.clone()),
+                job: Some(state),
+            };
             cx.store()?.open_job(&prediction.id).await?;
             // The outputs are all there: for this job, it has succeeded.
             let mut done = prediction.clone();

@@ -72,7 +72,8 @@ pub async fn keep_outputs(
     let Keeping { index: base, then } = keeping;
     let announced = base.ids.as_deref().filter(|_| base.awaiting).unwrap_or_default();
     let mut images = records_for(prediction, model, input, requested, &config.extra_output_hosts, now_ms(), announced)?;
-    let owner = cx.subject();
+    // The request's caller; after the request, whoever made the prediction.
+    let owner = cx.subject().or_else(|| base.owner.clone()).or_else(|| base.job.as_ref().map(|j| j.subject.clone()));
     for image in &mut images {
         image.record.owner.clone_from(&owner);
     }
@@ -91,7 +92,13 @@ pub async fn keep_outputs(
     }
     // The owner's index is written alongside the records.
     let owner_index = join_all(owned.iter().map(|key| store.put_text(key, String::new())));
-    let index = PredictionIndex { ids: Some(ids.clone()), input: compact_input(input), awaiting: false, job: base.job };
+    let index = PredictionIndex {
+        ids: Some(ids.clone()),
+        input: compact_input(input),
+        awaiting: false,
+        owner: owner.clone(),
+        job: base.job,
+    };
     let (kept, indexed) = futures_util::join!(write_records(store, prediction, index, images), owner_index);
     for written in indexed {
         if let Err(e) = written {

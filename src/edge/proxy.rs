@@ -195,7 +195,11 @@ async fn remember_created(
         .and_then(|body| serde_json::from_str::<Value>(body).ok())
         .and_then(|mut body| body.get_mut("input").map(Value::take))
         .unwrap_or(Value::Null);
-    let mut index = PredictionIndex { input: compact_input(&input), ..PredictionIndex::default() };
+    let mut index = PredictionIndex {
+        input: compact_input(&input),
+        owner: Some(caller.subject.clone()),
+        ..PredictionIndex::default()
+    };
     let Some(hook) = hook else {
         return cx.store()?.put_prediction_index(&prediction.id, &index).await;
     };
