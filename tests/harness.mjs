@@ -25,6 +25,7 @@ function compatibilityDate() {
   return text.match(/^compatibility_date\s*=\s*"([^"]+)"/m)[1];
 }
 
+const LOG_LINES = 20000;
 let sharedEmulator;
 let started;
 const variants = new Map();
@@ -63,6 +64,21 @@ async function start(overrides) {
     ...overrides,
   };
   for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
+  // The worker's output (its log lines) is kept for the tests to read, the
+  // latest LOG_LINES of it; FLUXGATE_TEST_LOGS=1 also prints it.
+  const logs = [];
+  const keep = (stream, echo) => {
+    let rest = "";
+    stream.on("data", (chunk) => {
+      const lines = (rest + chunk).split("\n");
+      rest = lines.pop();
+      for (const line of lines) {
+        logs.push(line);
+        if (process.env.FLUXGATE_TEST_LOGS) echo.write(`${line}\n`);
+      }
+      if (logs.length > LOG_LINES) logs.splice(0, logs.length - LOG_LINES);
+    });
+  };
   const mf = new Miniflare({
     rootPath: root,
     scriptPath: "build/index.js",
@@ -73,11 +89,26 @@ async function start(overrides) {
     kvNamespaces: ["IMAGE_META"],
     ratelimits: { KEY_LIMITER: { namespace_id: "1001", simple: { limit: Number(bindings.KEY_LIMITER_LIMIT ?? 60), period: 60 } } },
     bindings,
+    handleRuntimeStdio: (stdout, stderr) => {
+      keep(stdout, process.stdout);
+      keep(stderr, process.stderr);
+    },
   });
   const url = await mf.ready;
   return {
     url,
     mf,
+    /** The worker's output lines so far (the latest LOG_LINES). */
+    logs,
+    /** Its JSON log lines, parsed. */
+    logLines: () => logs.flatMap((line) => {
+      try {
+        const value = JSON.parse(line);
+        return value && typeof value === "object" ? [value] : [];
+      } catch {
+        return [];
+      }
+    }),
     emulator: emu,
     fetch: (path, init) => fetch(new URL(path, url), { redirect: "manual", ...init }),
   };

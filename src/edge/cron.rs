@@ -39,7 +39,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         };
         for id in ids {
             if retried >= MAX_RETRIES_PER_RUN {
-                return;
+                break;
             }
             let record = match store.record(&id).await {
                 Ok(Some(record)) => record,
@@ -55,8 +55,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             match (retryable(&record), record.source()) {
                 (Retry::Now, Some(source)) => {
                     retried += 1;
-                    let result = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
-                    worker::console_log!("scheduled: retried {id}: {:?}", result.status);
+                    store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
                 }
                 (Retry::Later, _) => {}
                 (Retry::Lost, _) | (Retry::Now, None) => store.mark_lost(record).await,
@@ -64,10 +63,12 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             }
         }
         match next {
-            Some(c) => cursor = Some(c),
-            None => break,
+            Some(c) if retried < MAX_RETRIES_PER_RUN => cursor = Some(c),
+            _ => break,
         }
     }
+    let line = serde_json::json!({ "scheduled": "copies", "retried": retried });
+    worker::console_log!("{line}");
 }
 
 /// What the cron does with a record still indexed as a copy to do.
@@ -184,7 +185,6 @@ async fn sweep_uploads(store: &Store, env: &Env) {
             None => break,
         }
     }
-    if removed > 0 {
-        worker::console_log!("scheduled: removed {removed} expired uploads");
-    }
+    let line = serde_json::json!({ "scheduled": "uploads", "removed": removed });
+    worker::console_log!("{line}");
 }

@@ -314,6 +314,7 @@ impl Store {
                             if fresh {
                                 super::usage::count_stored(&self.kv, &record).await;
                             }
+                            log_copy(&record, fresh);
                             return record;
                         }
                         Err(e) => worker::console_warn!("copy {}: {e}", record.id),
@@ -327,6 +328,7 @@ impl Store {
             }
         }
         let _ = self.put_record(&record).await;
+        log_copy(&record, true);
         record
     }
 
@@ -433,6 +435,21 @@ fn too_large(limit: u64) -> String {
 pub fn source_still_valid(record: &ImageRecord) -> bool {
     let created = crate::image_id::rfc3339_to_ms(&record.created_at).unwrap_or(0);
     record.source_url.is_some() && now_ms() < created.saturating_add(60 * 60 * 1000)
+}
+
+/// The structured line of one copy's outcome (`already` when the bytes were
+/// found in R2, copied by someone else).
+fn log_copy(record: &ImageRecord, fresh: bool) {
+    let line = serde_json::json!({
+        "copy": record.id,
+        "prediction_id": record.prediction_id,
+        "status": record.status.as_str(),
+        "already": !fresh,
+        "bytes": record.size,
+        "attempts": record.attempts,
+        "error": record.last_error,
+    });
+    worker::console_log!("{line}");
 }
 
 fn misconfigured(binding: &str) -> ApiError {
