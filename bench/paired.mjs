@@ -279,7 +279,8 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
   const started = performance.now();
   // BENCH_A2_SCRIPT pairs the build against another one (a probe build, e.g.
   // the commit before a change, built to target/probe-x/index.js) instead of
-  // itself: the A/A column then reads "this build - that build".
+  // itself: the A/A column then reads "that build - this build" (positive:
+  // this one uses less).
   const other = process.env.BENCH_A2_SCRIPT;
   const scripts = { A: "build/index.js", A2: other || "build/index.js", B: "bench/floor-worker.mjs" };
   const labels = { A: "fluxgate", A2: other ? `probe ${other}` : "fluxgate again", B: "floor" };
