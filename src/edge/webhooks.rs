@@ -111,6 +111,10 @@ impl Delivery {
 /// delivery is tried a few times here, then left to the cron with its
 /// payload; other events are tried once. Writes down the outcome.
 pub async fn deliver_event(delivery: &Delivery, prediction_id: &str, event: &str, payload: &str) {
+    // Two requests of this isolate seeing the same end at once (a delivery
+    // from Replicate and a read, say) deliver it once; across isolates a
+    // repeat is possible, under the same webhook-id.
+    let Some(_delivering) = Delivering::start(delivery_id(prediction_id, event)) else { return };
     let Ok(store) = Store::from_env(&delivery.env) else { return };
     let Ok(Some(index)) = store.prediction_index(prediction_id).await else { return };
     let Some(job) = index.job else { return };
@@ -149,6 +153,26 @@ pub async fn deliver_event(delivery: &Delivery, prediction_id: &str, event: &str
     store.put_hook_state(prediction_id, &hook).await;
     if job.status.is_terminal() && !hook.owes("completed") {
         store.close_job(prediction_id).await;
+    }
+}
+
+thread_local! {
+    /// The deliveries (by webhook-id) this isolate is making right now.
+    static DELIVERING: std::cell::RefCell<std::collections::HashSet<String>> = Default::default();
+}
+
+/// A delivery under way in this isolate; ends when dropped.
+struct Delivering(String);
+
+impl Delivering {
+    fn start(id: String) -> Option<Self> {
+        DELIVERING.with(|d| d.borrow_mut().insert(id.clone())).then_some(Delivering(id))
+    }
+}
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        DELIVERING.with(|d| d.borrow_mut().remove(&self.0));
     }
 }
 
