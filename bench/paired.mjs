@@ -11,7 +11,8 @@
 // Subjects: A = fluxgate, A2 = a second Miniflare of the same build (the A/A
 // calibration: what a difference of nothing measures as), B = the floor.
 import { cpuNs, quietCpu } from "./proc.mjs";
-import { AUTH_TOKEN } from "./services.mjs";
+import { DEFAULT_WEBHOOK_SECRET, signWebhook } from "../emulator/webhooks.mjs";
+import { AUTH_TOKEN, REPLICATE_TOKEN } from "./services.mjs";
 
 const envInt = (name, fallback) => {
   const value = Number(process.env[name]);
@@ -162,12 +163,33 @@ export const KINDS = [
   },
   {
     key: "webhook",
-    name: "POST /webhooks/replicate (a webhook delivery)",
+    name: "POST /webhooks/replicate (a signed delivery, a repeat)",
     floor: false,
-    batch: 4,
+    batch: 10,
     targetMs: null,
-    request: (w) =>
-      call(w, "POST", "/webhooks/replicate", { headers: json, body: JSON.stringify({ id: "bench", status: "succeeded" }) }),
+    copies: true,
+    // One generation per worker; then Replicate's completed delivery of it,
+    // signed as Replicate signs it, sent again and again (each is verified,
+    // parsed and found to change nothing).
+    async prepare(subjects) {
+      const bodies = new Map();
+      for (const w of subjects) {
+        const { bytes } = await generate(w, GENERATE_INPUT);
+        const { predictionId } = JSON.parse(bytes);
+        await waitCopies(w);
+        const res = await fetch(`${w.emulatorUrl}/v1/predictions/${predictionId}`, { headers: { authorization: `Bearer ${REPLICATE_TOKEN}` } });
+        bodies.set(w.label, await res.text());
+      }
+      return { bodies };
+    },
+    request: (w, state) => {
+      const body = state.bodies.get(w.label);
+      const id = `msg_bench_${Math.random().toString(36).slice(2)}`;
+      const timestamp = Math.floor(Date.now() / 1000);
+      const signature = `v1,${signWebhook(DEFAULT_WEBHOOK_SECRET, id, timestamp, body)}`;
+      const headers = { ...json, "webhook-id": id, "webhook-timestamp": String(timestamp), "webhook-signature": signature };
+      return call(w, "POST", "/webhooks/replicate", { headers, body });
+    },
   },
 ];
 

@@ -6,6 +6,7 @@ import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
+import { DEFAULT_WEBHOOK_SECRET } from "../emulator/webhooks.mjs";
 import { childrenMatching } from "./proc.mjs";
 
 export const root = fileURLToPath(new URL("..", import.meta.url));
@@ -66,9 +67,14 @@ async function startListening(args, env = {}) {
   };
 }
 
-/** The Replicate emulator with no added prediction latency. */
+/**
+ * The Replicate emulator with no added prediction latency. Predictions do not
+ * call their webhooks: the worker holds a webhook secret (so that a delivery
+ * can be measured) but a generation is measured without a delivery, like the
+ * floor's.
+ */
 export function startEmulator() {
-  return startListening(["emulator/server.mjs", "--port", "0", "--host", "127.0.0.1", "--predict-ms", "0"], {
+  return startListening(["emulator/server.mjs", "--port", "0", "--host", "127.0.0.1", "--predict-ms", "0", "--no-webhooks"], {
     EMULATOR_TOKENS: REPLICATE_TOKEN,
   });
 }
@@ -102,6 +108,7 @@ export async function startWorker(emulatorUrl, scriptPath = "build/index.js") {
       EXTRA_OUTPUT_HOSTS: new URL(emulatorUrl).host,
       AUTH_TOKEN,
       REPLICATE_API_TOKEN: REPLICATE_TOKEN,
+      REPLICATE_WEBHOOK_SECRET: DEFAULT_WEBHOOK_SECRET,
     },
   });
   try {
@@ -117,7 +124,7 @@ export async function startWorker(emulatorUrl, scriptPath = "build/index.js") {
     const firstAnswerMs = performance.now() - started;
     const pids = childrenMatching(process.pid, "workerd").filter((pid) => !before.has(pid));
     if (pids.length !== 1) throw new Error(`expected one new workerd process, found ${pids.length}`);
-    return { mf, url: url.origin, pid: pids[0], readyMs, firstAnswerMs };
+    return { mf, url: url.origin, pid: pids[0], readyMs, firstAnswerMs, emulatorUrl };
   } catch (error) {
     await mf.dispose();
     throw error;

@@ -228,7 +228,11 @@ export async function startEmulator(options = {}) {
   const rules = new RuleBook();
   const plans = new RedirectPlans();
   const files = new FileStore({ maxBytes: config.maxFileBytes });
-  const webhooks = new WebhookSender({ secret: config.webhookSecret, retryDelaysMs: config.webhookRetryDelaysMs });
+  const webhooks = new WebhookSender({
+    secret: config.webhookSecret,
+    retryDelaysMs: config.webhookRetryDelaysMs,
+    enabled: config.sendWebhooks !== false,
+  });
   const internalSecret = `INTERNAL-SECRET-${randomBytes(12).toString("hex")}`;
   let baseUrl = null;
   const apiBase = () => config.publicUrl ?? baseUrl;
@@ -799,6 +803,7 @@ function parseCliArgs(argv) {
     } else if (flag === "--host") options.host = value();
     else if (flag === "--webhook-secret") options.webhookSecret = value();
     else if (flag === "--strict-inputs") options.strictInputs = true;
+    else if (flag === "--no-webhooks") options.sendWebhooks = false;
     else if (flag === "--accept-prefix") options.acceptPrefix = value();
     else if (flag === "--public-url") options.publicUrl = value();
     else if (flag === "--verbose") options.quiet = false;

@@ -23,8 +23,9 @@ export function signWebhook(secret, id, timestamp, body) {
  * Only the terminal ("completed") delivery is retried. Redirects are not followed.
  */
 export class WebhookSender {
-  constructor({ secret = DEFAULT_WEBHOOK_SECRET, retryDelaysMs = [1000, 5000, 15000, 40000], timeoutMs = 10000 } = {}) {
+  constructor({ secret = DEFAULT_WEBHOOK_SECRET, retryDelaysMs = [1000, 5000, 15000, 40000], timeoutMs = 10000, enabled = true } = {}) {
     this.secret = secret;
+    this.enabled = enabled;
     this.retryDelaysMs = retryDelaysMs;
     this.timeoutMs = timeoutMs;
     this.deliveries = [];
@@ -32,7 +33,9 @@ export class WebhookSender {
     this.controllers = new Set();
   }
 
+  /** Delivers a prediction's event to its webhook (unless deliveries are off: `sendWebhooks: false`). */
   send(url, event, prediction) {
+    if (!this.enabled) return;
     const body = JSON.stringify(prediction);
     const messageId = `msg_${randomId(27)}`;
     const terminal = event === "completed";
