@@ -73,6 +73,30 @@ describe("API keys", () => {
     assert.equal((await createsFor(prompt)).length, 0);
   });
 
+  test("answers within a key's limits say how much is left (RateLimit-*)", async () => {
+    const w = await worker();
+    const { key } = await createKey(w, { per_minute: 3, per_day: 50 });
+    const first = await generateAs(w, key, uniquePrompt("left 1"));
+    assert.equal(first.status, 200);
+    assert.equal(first.headers.get("ratelimit-limit"), "3", "the nearer limit: per minute");
+    assert.equal(first.headers.get("ratelimit-remaining"), "2");
+    assert.ok(Number(first.headers.get("ratelimit-reset")) >= 1);
+    assert.equal(first.headers.get("retry-after"), null);
+    const proxied = await w.fetch("/replicate/v1/models/black-forest-labs/flux-schnell/predictions", {
+      method: "POST",
+      headers: { ...as(key), "content-type": "application/json", prefer: "wait=5" },
+      body: JSON.stringify({ input: { prompt: uniquePrompt("left 2"), megapixels: "0.25" } }),
+    });
+    assert.ok(proxied.status < 300);
+    assert.equal(proxied.headers.get("ratelimit-remaining"), "1", "on /replicate/v1 too");
+    const daily = (await createKey(w, { per_day: 10 })).key;
+    const res = await generateAs(w, daily, uniquePrompt("daily left"));
+    assert.equal(res.headers.get("ratelimit-limit"), "10");
+    assert.equal(res.headers.get("ratelimit-remaining"), "9");
+    const operator = await generate(w, { prompt: uniquePrompt("no limit") });
+    assert.equal(operator.headers.get("ratelimit-limit"), null, "no limit, no header");
+  });
+
   test("the KEY_LIMITER binding refuses a key over the binding's limit", async () => {
     const w = await workerWith({ KEY_LIMITER_LIMIT: "2" });
     const { key } = await createKey(w);

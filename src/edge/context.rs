@@ -123,6 +123,8 @@ pub struct RequestContext {
     subject: RefCell<Option<String>>,
     /// What handlers note for the request's log line.
     noted: RefCell<Noted>,
+    /// The caller's nearest limit, as `RateLimit-*` headers for the answer.
+    rate_limit: RefCell<Option<Vec<(&'static str, String)>>>,
 }
 
 impl RequestContext {
@@ -148,6 +150,7 @@ impl RequestContext {
             header_token: header("X-Replicate-Token"),
             subject: RefCell::new(None),
             noted: RefCell::new(Noted::default()),
+            rate_limit: RefCell::new(None),
         }
     }
 
@@ -172,6 +175,7 @@ impl RequestContext {
             header_token: None,
             subject: RefCell::new(None),
             noted: RefCell::new(Noted::default()),
+            rate_limit: RefCell::new(None),
         })
     }
 
@@ -261,6 +265,16 @@ impl RequestContext {
     /// Notes something for the request's log line.
     pub fn note(&self, f: impl FnOnce(&mut Noted)) {
         f(&mut self.noted.borrow_mut());
+    }
+
+    /// Records the caller's nearest limit for the answer's headers.
+    pub fn set_rate_limit(&self, headers: Vec<(&'static str, String)>) {
+        self.rate_limit.replace(Some(headers));
+    }
+
+    /// The `RateLimit-*` headers for the answer, if a limit applied.
+    pub fn rate_limit(&self) -> Option<Vec<(&'static str, String)>> {
+        self.rate_limit.borrow().clone()
     }
 
     pub fn noted(&self) -> Noted {

@@ -77,6 +77,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let mut response = dispatch(req, &cx).await;
     cors::apply(&cx.env, &cors, &mut response);
     let _ = response.headers_mut().set("X-Request-Id", &cx.request_id);
+    // A refusal carries its own; an answer after admission, the caller's limit.
+    if response.status_code() != 429 {
+        for (name, value) in cx.rate_limit().unwrap_or_default() {
+            let _ = response.headers_mut().set(name, &value);
+        }
+    }
     let bytes = response.headers().get("Content-Length").ok().flatten().and_then(|v| crate::text::decimal(&v));
     let duration = worker::Date::now().as_millis().saturating_sub(started);
     let status = response.status_code();

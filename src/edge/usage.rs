@@ -157,11 +157,19 @@ pub async fn admit(cx: &RequestContext, caller: &Caller) -> Result<(), ApiError>
             if let Err(e) = store.put_text_for(&counter, (used + 1).to_string(), 120).await {
                 worker::console_warn!("{e}");
             }
+            let remaining = u32::try_from(u64::from(per_minute).saturating_sub(used + 1)).unwrap_or(0);
+            cx.set_rate_limit(rate_limit_headers(per_minute, remaining, reset, false));
         }
         if let Some(per_day) = key.limits.per_day {
             let used = read(kv, &key.id, &day).await.quota_used();
-            if let Err(reset) = quota_remaining(per_day, used, now) {
-                return Err(too_many(per_day, reset, "This API key has used its daily quota"));
+            match quota_remaining(per_day, used, now) {
+                Err(reset) => return Err(too_many(per_day, reset, "This API key has used its daily quota")),
+                // The per-minute limit, when there is one, is the nearer.
+                Ok(_) if key.limits.per_minute.is_some() => {}
+                Ok(left) => {
+                    let left = left.saturating_sub(1);
+                    cx.set_rate_limit(rate_limit_headers(per_day, left, seconds_until_utc_midnight(now), false));
+                }
             }
         }
     } else if caller.is_user() {
