@@ -41,11 +41,6 @@ pub fn check_json_content_type(content_type: Option<&str>) -> Result<(), ApiErro
     }
 }
 
-/// The 413 for a body over `MAX_BODY_BYTES`.
-pub fn body_too_large() -> ApiError {
-    ApiError::new(413, "Request body too large").with_details(format!("the limit is {MAX_BODY_BYTES} bytes"))
-}
-
 /// A request body that must be a JSON object.
 pub fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -264,7 +259,7 @@ mod tests {
         assert_eq!(parse_json_object(b"[1]").unwrap_err().error, "Request body must be a JSON object");
         assert_eq!(parse_json_object(b"{").unwrap_err().error, "Invalid JSON body");
         assert_eq!(parse_json_object(br#"{"a":1}"#).unwrap(), object(json!({"a": 1})));
-        assert_eq!(body_too_large().status, 413);
+        assert_eq!(crate::uploads::body_too_large(MAX_BODY_BYTES as u64).status, 413);
     }
 
     #[test]

@@ -11,9 +11,7 @@ use worker::{Request, Response};
 
 use super::net::now_ms;
 use super::respond;
-use super::uploads::{
-    bytes_response, live_object, object_headers, protect, read_body, settings_of, store_upload, verified_owner,
-};
+use super::uploads::{bytes_response, live_object, object_headers, protect, settings_of, store_upload, verified_owner};
 use super::RequestContext;
 use crate::credentials::Credential;
 use crate::error::ApiError;
@@ -51,7 +49,7 @@ async fn create(req: &mut Request, cx: &RequestContext, owner: String) -> Result
     let boundary = multipart::form_boundary(&content_type).ok_or_else(|| {
         ApiError::bad_request("The request must be multipart/form-data with the file in a `content` part.")
     })?;
-    let body = read_body(req, settings.max_form_bytes(1)).await?;
+    let body = super::net::read_body(req, settings.max_form_bytes(1)).await?;
     let parts = multipart::parse(&body, &boundary)?;
     let form = file_form(&parts)?;
     let kind = check_image(form.content, settings.max_upload_bytes)?;

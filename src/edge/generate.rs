@@ -5,12 +5,11 @@
 
 use std::rc::Rc;
 
-use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use worker::{Request, Response};
 
 use super::context::{Caller, TokenHints};
-use super::net::{now_ms, sleep_ms};
+use super::net::{now_ms, read_body, sleep_ms};
 use super::persist::{keep_outputs, Keeping, Seen};
 use super::replicate::Replicate;
 use super::schemas::schema_for;
@@ -20,13 +19,12 @@ use crate::backoff::poll_delay_ms;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::generation::{
-    body_too_large, check_json_content_type, create_request, finished, parse_body, parse_json_object, usable,
-    Generated, Job, MAX_BODY_BYTES,
+    check_json_content_type, create_request, finished, parse_body, parse_json_object, usable, Generated, Job,
+    MAX_BODY_BYTES,
 };
 use crate::image_id::{image_id, rfc3339_to_ms};
 use crate::image_inputs::{self, ImageInput};
-use crate::jobs::{CallerWebhook, JobKind, JobState};
-use crate::metadata::{compact_input, PredictionIndex};
+use crate::jobs::{CallerWebhook, JobKind};
 use crate::model_schema::ModelSchema;
 use crate::models::Choice;
 use crate::multipart::is_form_data;
@@ -49,12 +47,12 @@ pub async fn get(req: Request, cx: &RequestContext) -> Result<Response, ApiError
     run.respond(Job::from_input(input)).await
 }
 
-pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, ApiError> {
+pub async fn post(req: Request, cx: &RequestContext) -> Result<Response, ApiError> {
     let content_type = req.headers().get("Content-Type")?.unwrap_or_default();
     if is_form_data(&content_type) {
         return post_form(req, cx).await;
     }
-    let body = read_json_object(&mut req).await?;
+    let body = read_json_object(&req).await?;
     let (body_token, mut job) = parse_body(body, &cx.config()?.extra_webhook_hosts)?;
     let hints = TokenHints { body: body_token.as_deref(), ..TokenHints::default() };
     let run = Run::settle(cx, &req, hints, job.model.as_deref(), false).await?;
@@ -209,27 +207,12 @@ impl<'a> Run<'a> {
         let ext = self.schema.output_format(&job.input).and_then(ImageKind::from_ext).unwrap_or(ImageKind::WEBP).ext;
         let created_ms = prediction.created_at.as_deref().and_then(rfc3339_to_ms).unwrap_or_else(now_ms);
         let ids = (0..expected).map(|at| image_id(&prediction.id, created_ms, at, ext)).collect();
-        let state = JobState {
-            kind: JobKind::Generate,
-            model: prediction.model.clone().unwrap_or(model),
-            subject: self.credential.subject.clone(),
-            service_token: !self.credential.is_user(),
-            status: Status::Starting,
-            error: None,
-            seed: job.input.get("seed").cloned(),
-            created_ms: now_ms(),
-            updated_ms: now_ms(),
-            base_url: cx.base_url.clone(),
-            webhook: job.webhook.clone().map(|url| CallerWebhook::new(url, job.webhook_events_filter.clone())),
-        };
+        let webhook = job.webhook.clone().map(|url| CallerWebhook::new(url, job.webhook_events_filter.clone()));
+        let model = prediction.model.clone().unwrap_or(model);
         let input = Value::Object(job.input);
-        let mut index = PredictionIndex {
-            ids: Some(ids),
-            input: compact_input(&input),
-            awaiting: true,
-            owner: Some(self.credential.subject.clone()),
-            job: Some(state),
-        };
+        let mut index = super::jobs::job_index(cx, &self.credential, JobKind::Generate, model, &input, webhook);
+        index.ids = Some(ids);
+        index.awaiting = true;
         // Without a delivery to wait for, this request polls after answering.
         let watcher = own_webhook.is_none().then(|| replicate.clone());
         super::jobs::follow(cx, &index, &prediction, watcher).await?;
@@ -283,37 +266,9 @@ async fn resolve_image_inputs(
 }
 
 /// Reads a JSON object body: the right Content-Type, within the size limit.
-async fn read_json_object(req: &mut Request) -> Result<Map<String, Value>, ApiError> {
+async fn read_json_object(req: &Request) -> Result<Map<String, Value>, ApiError> {
     check_json_content_type(req.headers().get("Content-Type")?.as_deref())?;
-    let declared = req.headers().get("Content-Length")?.and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(body_too_large());
-    }
-    // A body of a declared size within the limit is read by the runtime in
-    // one call; only an undeclared one is read in chunks, to stop at the limit.
-    if declared.is_some() {
-        let buffer =
-            req.inner().array_buffer().map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-        let buffer = worker::wasm_bindgen_futures::JsFuture::from(buffer)
-            .await
-            .map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-        let bytes = worker::js_sys::Uint8Array::new(&buffer).to_vec();
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(body_too_large());
-        }
-        return parse_json_object(&bytes);
-    }
-    let mut bytes = Vec::new();
-    if let Ok(mut stream) = req.stream() {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(body_too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-    }
-    parse_json_object(&bytes)
+    parse_json_object(&read_body(req, MAX_BODY_BYTES as u64).await?)
 }
 
 /// Runs the model and answers `(id, imageUrl)` per output as soon as Replicate
@@ -338,27 +293,10 @@ async fn generate(
     let ids = match &job.webhook {
         // The caller's webhook is told after the copies, by the job.
         Some(url) => {
-            let state = JobState {
-                kind: JobKind::Generate,
-                model: prediction.model.clone().unwrap_or_else(|| model.clone()),
-                subject: caller.subject.clone(),
-                service_token: !caller.is_user(),
-                status: Status::Processing,
-                error: None,
-                seed: seed.clone(),
-                created_ms: now_ms(),
-                updated_ms: now_ms(),
-                base_url: cx.base_url.clone(),
-                webhook: Some(CallerWebhook::new(url.clone(), job.webhook_events_filter.clone())),
-            };
+            let webhook = CallerWebhook::new(url.clone(), job.webhook_events_filter.clone());
+            let model = prediction.model.clone().unwrap_or_else(|| model.clone());
             let input = Value::Object(job.input);
-            let index = PredictionIndex {
-                ids: None,
-                input: compact_input(&input),
-                awaiting: false,
-                owner: Some(caller.subject.clone()),
-                job: Some(state),
-            };
+            let index = super::jobs::job_index(cx, caller, JobKind::Generate, model, &input, Some(webhook));
             cx.store()?.open_job(&prediction.id).await?;
             // The outputs are all there: for this job, it has succeeded.
             let mut done = prediction.clone();

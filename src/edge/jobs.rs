@@ -16,7 +16,7 @@ use worker::Response;
 
 use super::context::{Caller, TokenHints};
 use super::net::{now_ms, sleep_ms};
-use super::persist::{keep_outputs, Keeping, Seen};
+use super::persist::{keep_outputs, AfterCopies, Keeping, Seen};
 use super::replicate::Replicate;
 use super::schemas::requested_kind;
 use super::store::Store;
@@ -24,8 +24,8 @@ use super::webhooks::{deliver_event, redeliver, Delivery};
 use super::{respond, RequestContext};
 use crate::backoff::poll_delay_ms;
 use crate::error::ApiError;
-use crate::jobs::{is_prediction_id, status_body, JobKind, JobState, Step};
-use crate::metadata::{ImageRecord, PredictionIndex, StoreStatus};
+use crate::jobs::{is_prediction_id, status_body, CallerWebhook, JobKind, JobState, Step};
+use crate::metadata::{compact_input, ImageRecord, PredictionIndex, StoreStatus};
 use crate::prediction::{Prediction, Status};
 use crate::proxy::Rewriter;
 
@@ -37,6 +37,39 @@ const WATCH_BUDGET_MS: u64 = 25_000;
 
 fn generation_not_found() -> ApiError {
     ApiError::new(404, "Generation not found")
+}
+
+/// The index of a prediction `caller` has just created, followed as a job of
+/// `kind`: its input kept (compacted), the seed it names, the caller's webhook.
+pub fn job_index(
+    cx: &RequestContext,
+    caller: &Caller,
+    kind: JobKind,
+    model: String,
+    input: &Value,
+    webhook: Option<CallerWebhook>,
+) -> PredictionIndex {
+    let now = now_ms();
+    let job = JobState {
+        kind,
+        model,
+        subject: caller.subject.clone(),
+        service_token: !caller.is_user(),
+        status: Status::Starting,
+        error: None,
+        seed: input.get("seed").cloned(),
+        created_ms: now,
+        updated_ms: now,
+        base_url: cx.base_url.clone(),
+        webhook,
+    };
+    PredictionIndex {
+        ids: None,
+        input: compact_input(input),
+        awaiting: false,
+        owner: Some(caller.subject.clone()),
+        job: Some(job),
+    }
 }
 
 /// This service's own webhook for a prediction created on `caller`'s token:
@@ -138,29 +171,13 @@ async fn keep(
     if let Some(job) = index.job.as_mut() {
         job.succeed(prediction, now_ms());
     }
-    // The ids the outputs will have are known before they are kept: the
-    // payload is built now and sent after the copies.
-    let mut after = index.clone();
-    let then = match after.job.as_ref().and_then(|j| j.webhook.as_ref()) {
-        Some(_) => {
-            let kept_ids = crate::metadata::records_for(
-                prediction,
-                &model,
-                &input,
-                requested,
-                &config.extra_output_hosts,
-                now_ms(),
-                index.ids.as_deref().filter(|_| index.awaiting).unwrap_or_default(),
-            )
-            .map(|images| images.into_iter().map(|i| i.record.id).collect::<Vec<_>>())
-            .ok();
-            after.ids = kept_ids;
-            after.awaiting = false;
-            caller_payload(cx, &after, prediction)
+    // The payload is made from the index as kept, and sent after the copies.
+    let then = index.job.as_ref().and_then(|j| j.webhook.as_ref()).map(|_| {
+        Box::new(move |kept: &PredictionIndex| {
+            caller_payload(cx, kept, prediction)
                 .map(|payload| notify(cx, prediction.id.clone(), &["output", "completed"], payload).boxed_local())
-        }
-        None => None,
-    };
+        }) as AfterCopies<'_>
+    });
     let keeping = Keeping { index: index.clone(), then };
     match keep_outputs(cx, &model, requested, prediction, &input, Seen::MaybeBefore, keeping).await {
         Ok(ids) => {

@@ -62,10 +62,7 @@ fn limits_json(record: &KeyRecord) -> Value {
 }
 
 async fn create(req: &mut Request, cx: &RequestContext) -> Result<Response, ApiError> {
-    let bytes = req.bytes().await.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-    if bytes.len() > MAX_CREATE_BYTES {
-        return Err(crate::generation::body_too_large());
-    }
+    let bytes = super::net::read_body(req, MAX_CREATE_BYTES as u64).await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::invalid_input("the body must be JSON"))?;
     let request = parse_create_request(&body)?;
     let store = cx.store()?;

@@ -10,7 +10,9 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, ReadableStream, ReadableStreamDefaultReader};
 use worker::Delay;
 
+use crate::error::ApiError;
 use crate::output::{redirect_target, MAX_REDIRECTS};
+use crate::uploads::body_too_large;
 
 #[derive(Debug)]
 pub enum NetError {
@@ -156,6 +158,34 @@ where
         Err(NetError::Failed(format!("output redirected more than {MAX_REDIRECTS} times")))
     })
     .await
+}
+
+/// A request body of at most `cap` bytes (empty when there is none). A
+/// declared larger one is a 413 before anything is read; a declared one is
+/// read by the runtime in one call (which holds it to its declared length);
+/// an undeclared one is read in chunks that stop past the cap (413).
+pub async fn read_body(req: &worker::Request, cap: u64) -> Result<Vec<u8>, ApiError> {
+    let unreadable = || ApiError::bad_request("Could not read the request body");
+    let declared = req.headers().get("Content-Length")?.and_then(|v| crate::text::decimal(v.trim()));
+    if declared.is_some_and(|n| n > cap) {
+        return Err(body_too_large(cap));
+    }
+    let bytes = match (declared, req.inner().body()) {
+        (_, None) => Vec::new(),
+        (Some(_), Some(_)) => {
+            let buffer = JsFuture::from(req.inner().array_buffer().map_err(|_| unreadable())?)
+                .await
+                .map_err(|_| unreadable())?;
+            js_sys::Uint8Array::new(&buffer).to_vec()
+        }
+        (None, Some(stream)) => read_capped(&stream, usize::try_from(cap).unwrap_or(usize::MAX).saturating_add(1))
+            .await
+            .map_err(|_| unreadable())?,
+    };
+    if bytes.len() as u64 > cap {
+        return Err(body_too_large(cap));
+    }
+    Ok(bytes)
 }
 
 /// Reads `stream` into memory until it ends or `cap` bytes are in (then it

@@ -41,15 +41,19 @@ pub enum Seen {
     MaybeBefore,
 }
 
+/// Work to do once the outputs are stored, made from the index as written.
+pub type AfterCopies<'a> = Box<dyn FnOnce(&PredictionIndex) -> Option<LocalBoxFuture<'static, ()>> + 'a>;
+
 /// What else goes with a prediction's outputs when they are kept.
 #[derive(Default)]
-pub struct Keeping {
+pub struct Keeping<'a> {
     /// The index as known so far: its job, and ids announced before the
     /// outputs existed (`awaiting`), which the outputs take in order.
     pub index: PredictionIndex,
-    /// Runs after the copies, in the same `wait_until` (a webhook delivery,
-    /// which must come after the bytes are stored).
-    pub then: Option<LocalBoxFuture<'static, ()>>,
+    /// Made from the index as written (the kept ids in it), run after the
+    /// copies in the same `wait_until` (a webhook delivery, which must come
+    /// after the bytes are stored).
+    pub then: Option<AfterCopies<'a>>,
 }
 
 /// Records and copies `prediction`'s outputs, and answers their image ids in
@@ -64,7 +68,7 @@ pub async fn keep_outputs(
     prediction: &Prediction,
     input: &Value,
     seen: Seen,
-    keeping: Keeping,
+    keeping: Keeping<'_>,
 ) -> Result<Vec<String>, ApiError> {
     let store = cx.store()?;
     let config = cx.config()?;
@@ -99,6 +103,7 @@ pub async fn keep_outputs(
         owner: owner.clone(),
         job: base.job,
     };
+    let then = then.and_then(|make| make(&index));
     let (kept, indexed) = futures_util::join!(write_records(store, prediction, index, images), owner_index);
     for written in indexed {
         if let Err(e) = written {

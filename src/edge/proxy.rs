@@ -8,14 +8,12 @@ use worker::wasm_bindgen::JsValue;
 use worker::{Headers, Method, Request, Response};
 
 use super::context::Caller;
-use super::net::now_ms;
-use super::net::read_capped;
 use super::replicate::{CREATE_TIMEOUT_MS, READ_TIMEOUT_MS};
 use super::RequestContext;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http_url::webhook_target_problem;
-use crate::jobs::{is_prediction_id, CallerWebhook, JobKind, JobState};
+use crate::jobs::{is_prediction_id, CallerWebhook, JobKind};
 use crate::metadata::{compact_input, PredictionIndex};
 use crate::prediction::{rejected_token, Prediction, Status};
 use crate::proxy::{
@@ -195,28 +193,13 @@ async fn remember_created(
         .and_then(|body| serde_json::from_str::<Value>(body).ok())
         .and_then(|mut body| body.get_mut("input").map(Value::take))
         .unwrap_or(Value::Null);
-    let mut index = PredictionIndex {
-        input: compact_input(&input),
-        owner: Some(caller.subject.clone()),
-        ..PredictionIndex::default()
-    };
     let Some(hook) = hook else {
+        let index =
+            PredictionIndex { input: compact_input(&input), owner: Some(caller.subject.clone()), ..Default::default() };
         return cx.store()?.put_prediction_index(&prediction.id, &index).await;
     };
     let model = prediction.model.clone().unwrap_or_else(|| String::from("unknown"));
-    index.job = Some(JobState {
-        kind: JobKind::Prediction,
-        model,
-        subject: caller.subject.clone(),
-        service_token: !caller.is_user(),
-        status: Status::Starting,
-        error: None,
-        seed: input.get("seed").cloned(),
-        created_ms: now_ms(),
-        updated_ms: now_ms(),
-        base_url: cx.base_url.clone(),
-        webhook: Some(hook),
-    });
+    let index = super::jobs::job_index(cx, caller, JobKind::Prediction, model, &input, Some(hook));
     let watcher = match super::jobs::service_webhook(cx, caller) {
         Some(_) => None,
         None => Some(cx.replicate(caller)?),
@@ -254,19 +237,9 @@ fn webhook_problem(body: &str, config: &Config) -> Option<&'static str> {
 /// A POST body, at most `MAX_PROXY_BODY_BYTES` (a declared larger one is
 /// refused before reading; an undeclared one stops being read there).
 async fn read_body(req: &Request) -> Result<Option<String>, ApiError> {
-    let too_large = || {
-        ApiError::new(413, "Request body too large").with_details(format!("the limit is {MAX_PROXY_BODY_BYTES} bytes"))
-    };
-    let declared = req.headers().get("Content-Length")?.and_then(|v| crate::text::decimal(v.trim()));
-    if declared.is_some_and(|n| n > MAX_PROXY_BODY_BYTES as u64) {
-        return Err(too_large());
+    if req.inner().body().is_none() {
+        return Ok(None);
     }
-    let Some(stream) = req.inner().body() else { return Ok(None) };
-    let bytes = read_capped(&stream, MAX_PROXY_BODY_BYTES + 1)
-        .await
-        .map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-    if bytes.len() > MAX_PROXY_BODY_BYTES {
-        return Err(too_large());
-    }
+    let bytes = super::net::read_body(req, MAX_PROXY_BODY_BYTES as u64).await?;
     String::from_utf8(bytes).map(Some).map_err(|_| ApiError::bad_request("Request body must be UTF-8 JSON"))
 }

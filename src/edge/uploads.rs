@@ -7,12 +7,12 @@
 
 use std::sync::OnceLock;
 
-use futures_util::StreamExt;
 use serde_json::Map;
 use worker::{Env, Headers, Method, Object, Request, Response};
 
 use super::context::TokenHints;
 use super::net::now_ms;
+use super::net::read_body;
 use super::replicate::READ_TIMEOUT_MS;
 use super::serving::{self, Stored};
 use super::store::{upload_expiry, Read, Store};
@@ -22,9 +22,9 @@ use crate::error::ApiError;
 use crate::multipart::{self, Part};
 use crate::output::ImageKind;
 use crate::uploads::{
-    body_too_large, check_image, display_name, generate_parts, new_upload_id, owner_of, parse_upload_id,
-    token_check_key, upload_body, upload_part, upload_url, FormEntry, UploadBody, UploadMeta, UploadRecord,
-    UploadSettings, MAX_FORM_FILES, SERVICE_OWNER, TOKEN_CHECK_TTL_SECS,
+    check_image, display_name, generate_parts, new_upload_id, owner_of, parse_upload_id, token_check_key, upload_body,
+    upload_part, upload_url, FormEntry, UploadBody, UploadMeta, UploadRecord, UploadSettings, MAX_FORM_FILES,
+    SERVICE_OWNER, TOKEN_CHECK_TTL_SECS,
 };
 
 /// What a page may do with an upload: nothing (the same policy as images).
@@ -44,7 +44,7 @@ pub fn settings_of(env: &Env) -> Result<&'static UploadSettings, ApiError> {
 /// `replicate_token` query parameter) before the body is read; the body is
 /// `multipart/form-data` with a `file` part, or the image itself as `image/*`.
 /// 201 `{id, url, content_type, size, expires_at}`.
-pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, ApiError> {
+pub async fn post(req: Request, cx: &RequestContext) -> Result<Response, ApiError> {
     let settings = settings_of(&cx.env)?;
     let url = req.url().map_err(|_| ApiError::bad_request("Invalid URL"))?;
     let query_token = url.query_pairs().find(|(k, _)| k == "replicate_token").map(|(_, v)| v.into_owned());
@@ -54,13 +54,13 @@ pub async fn post(mut req: Request, cx: &RequestContext) -> Result<Response, Api
     let owner = verified_owner(cx, &credential).await?;
     let record = match body_kind {
         UploadBody::Raw => {
-            let body = read_body(&mut req, max).await?;
+            let body = read_body(&req, max).await?;
             let kind = check_image(&body, max)?;
             let meta = UploadMeta { name: display_name(None, kind), metadata: Map::new(), owner };
             store_upload(cx, settings, body, kind, meta).await?
         }
         UploadBody::Form { boundary } => {
-            let body = read_body(&mut req, settings.max_form_bytes(1)).await?;
+            let body = read_body(&req, settings.max_form_bytes(1)).await?;
             let parts = multipart::parse(&body, &boundary)?;
             let part = upload_part(&parts)?;
             let kind = check_image(part.body, max)?;
@@ -180,26 +180,6 @@ pub async fn verified_owner(cx: &RequestContext, credential: &Credential) -> Res
         401 | 403 => Err(ApiError::new(401, UNAUTHORIZED).with_details("Replicate did not accept the token")),
         status => Err(ApiError::replicate("could not check the token").with_cause(format!("/v1/account: {status}"))),
     }
-}
-
-/// A request body of at most `cap` bytes: a declared larger one is refused
-/// before reading, an undeclared one stops being read past the cap (413).
-pub async fn read_body(req: &mut Request, cap: u64) -> Result<Vec<u8>, ApiError> {
-    let declared = req.headers().get("Content-Length")?.and_then(|v| crate::text::decimal(&v));
-    if declared.is_some_and(|n| n > cap) {
-        return Err(body_too_large(cap));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
-    if let Ok(mut stream) = req.stream() {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-            if (bytes.len() + chunk.len()) as u64 > cap {
-                return Err(body_too_large(cap));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-    }
-    Ok(bytes)
 }
 
 pub fn upload_not_found() -> ApiError {

@@ -9,7 +9,7 @@ use wasm_bindgen::JsValue;
 use worker::{Env, Request, Response};
 
 use super::jobs::advance;
-use super::net::{discard, fetch_with_timeout, now_ms, read_capped, sleep_ms, NetError, Outbound};
+use super::net::{discard, fetch_with_timeout, now_ms, read_body, sleep_ms, NetError, Outbound};
 use super::store::Store;
 use super::{respond, RequestContext};
 use crate::error::ApiError;
@@ -20,7 +20,7 @@ use crate::webhook_signature::{self, caller_secret, WebhookHeaders};
 
 /// The largest delivery read from Replicate: a prediction object with its
 /// input and logs.
-const MAX_DELIVERY_BYTES: usize = 4 * 1024 * 1024;
+const MAX_DELIVERY_BYTES: u64 = 4 * 1024 * 1024;
 /// How long one call to a caller's webhook may take.
 const DELIVERY_TIMEOUT_MS: u64 = 10_000;
 /// Pauses before each try of a `completed` delivery within the request;
@@ -36,20 +36,7 @@ pub async fn receive(req: Request, cx: &RequestContext) -> Result<Response, ApiE
     let Some(secret) = cx.secrets.replicate_webhook_secret.as_deref() else {
         return Err(ApiError::not_found());
     };
-    let declared = req.headers().get("Content-Length")?.and_then(|v| crate::text::decimal(v.trim()));
-    let too_large = || ApiError::new(413, "Request body too large");
-    if declared.is_some_and(|n| n > MAX_DELIVERY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let body = match req.inner().body() {
-        Some(stream) => read_capped(&stream, MAX_DELIVERY_BYTES + 1)
-            .await
-            .map_err(|_| ApiError::bad_request("Could not read the request body"))?,
-        None => Vec::new(),
-    };
-    if body.len() > MAX_DELIVERY_BYTES {
-        return Err(too_large());
-    }
+    let body = read_body(&req, MAX_DELIVERY_BYTES).await?;
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let (id, timestamp, signature) = (
         header(webhook_signature::ID_HEADER),
