@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import { AUTH_TOKEN, USER_REPLICATE_TOKEN, collectPageErrors, launchBrowser, screenshot, startSite } from "./browser-harness.mjs";
-import { uniquePrompt } from "./harness.mjs";
+import { addRule as addEmulatorRule, uniquePrompt } from "./harness.mjs";
 
 const T = { timeout: 180_000 };
 const PHONE = { width: 375, height: 812 };
@@ -74,15 +74,8 @@ describe("playground", () => {
     return { calls, steps: () => page.evaluate(() => window.__steps) };
   }
 
-  /** Adds a rule to this site's emulator (see emulator/rules.mjs), as addRule of harness.mjs does for the shared one. */
-  async function addRule(rule) {
-    const res = await fetch(`${site.emulator.url}/_control/rules`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(rule),
-    });
-    assert.ok(res.ok, `adding an emulator rule: ${res.status} ${await res.text()}`);
-  }
+  /** Adds a rule to this site's emulator (see emulator/rules.mjs). */
+  const addRule = (rule) => addEmulatorRule(rule, site.emulator);
 
   test("serves the page at / with its stylesheet and script, working offline", T, async () => {
     const res = await site.fetch("/");

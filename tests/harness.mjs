@@ -126,9 +126,9 @@ export function uniquePrompt(what = "test") {
   return `${what} ${process.pid}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
-/** Adds an emulator rule (see emulator/rules.mjs). */
-export async function addRule(rule) {
-  const emu = await emulator();
+/** Adds an emulator rule (see emulator/rules.mjs), to the shared emulator or to `emu`. */
+export async function addRule(rule, emu) {
+  emu ??= await emulator();
   const res = await fetch(`${emu.url}/_control/rules`, {
     method: "POST",
     headers: { "content-type": "application/json" },
