@@ -21,6 +21,9 @@
 //                        owner's index), KV put image:<id> (the record,
 //                        pending, with its KV metadata), KV put pending:<id>
 //                        (with a TTL), KV put prediction:<prediction id>;
+//                      then KV put cache:<sha-256> (the answer kept for an
+//                        identical request, with a TTL: the input names a
+//                        seed, and `Cache-Control: no-cache` still keeps it);
 //                      answer; then in waitUntil (Store::persist):
 //                        R2 head <id> (Store::already_stored),
 //                        fetch the output (Store::copy_from),
@@ -38,6 +41,7 @@
 //
 // fluxgate's /replicate/v1 routes and POST /uploads have no equivalent here.
 const PENDING_TTL_SECONDS = 2 * 60 * 60;
+const CACHE_TTL_SECONDS = 7 * 24 * 60 * 60;
 const SUBJECT = "service";
 /** A time later than any image's, in ms (owner index keys hold this - created). */
 const INVERTED_FROM_MS = 9_999_999_999_999;
@@ -109,6 +113,11 @@ async function generate(request, env, ctx) {
     env.IMAGE_META.put(`pending:${id}`, "", { expirationTtl: PENDING_TTL_SECONDS }),
     env.IMAGE_META.put(`prediction:${prediction.id}`, JSON.stringify({ ids: [id], input })),
   ]);
+  await env.IMAGE_META.put(
+    `cache:${prediction.id.padEnd(64, "0")}`,
+    JSON.stringify({ prediction_id: prediction.id, model: record.model, seed: input.seed ?? null, ids: [id] }),
+    { expirationTtl: CACHE_TTL_SECONDS },
+  );
   const predictTimeMs = Math.round((prediction.metrics?.predict_time ?? 0) * 1000);
   ctx.waitUntil(persist(env, record, predictTimeMs));
   return Response.json({ id, imageUrl: `${new URL(request.url).origin}/image/${id}`, predictionId: prediction.id });

@@ -171,6 +171,17 @@ mod tests {
         assert!(parse_http_url("https://a:1:2/").is_none());
     }
 
+    /// Without Unicode tables in the wasm (`idna_adapter` 1.0 in Cargo.toml),
+    /// a host must be sent in its ASCII (Punycode) form, as browsers and
+    /// `new URL()` serialize it.
+    #[test]
+    fn hosts_are_taken_in_their_ascii_form_only() {
+        assert!(parse_http_url("https://b\u{fc}cher.example/hook").is_none());
+        let ascii = parse_http_url("https://xn--bcher-kva.example/hook").unwrap();
+        assert_eq!(ascii.host, "xn--bcher-kva.example");
+        assert_eq!(webhook_target_problem("https://b\u{fc}cher.example/hook", &[]), Some("webhook must be an https:// URL"));
+    }
+
     #[test]
     fn https_urls() {
         assert!(is_https_url("https://example.com/hook"));

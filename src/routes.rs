@@ -109,6 +109,21 @@ fn only(method: &str, allowed: &'static str, route: Route) -> Route {
     }
 }
 
+/// The path of a serialized absolute URL (as the runtime gives a request's),
+/// without its query or fragment: `/` when it has none.
+pub fn path_of_url(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let Some(start) = rest.find(['/', '?', '#']) else { return "/" };
+    let path = &rest[start..];
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +204,22 @@ mod tests {
         assert_eq!(resolve("GET", "/admin/usage"), Route::AdminUsage);
         assert_eq!(resolve("OPTIONS", "/generate"), Route::Preflight);
         assert_eq!(resolve("OPTIONS", "/replicate/v1/predictions"), Route::Preflight);
+    }
+
+    #[test]
+    fn path_of_url_is_the_path_the_url_crate_finds() {
+        for url in [
+            "https://example.com/",
+            "https://example.com/foo/bar",
+            "https://example.com/foo?a=1&b=/x",
+            "https://example.com/foo#/frag?x",
+            "http://127.0.0.1:8787/image/abc.webp",
+            "https://example.com/a%3F%23%2Fb?c",
+            "https://example.com?query=/x",
+            "https://example.com#frag/y",
+            "https://user:pw@example.com:8443/generate",
+        ] {
+            assert_eq!(path_of_url(url), url::Url::parse(url).unwrap().path(), "{url}");
+        }
     }
 }

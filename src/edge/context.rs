@@ -7,7 +7,8 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use worker::{Context, Env, Request};
+use worker::{Context, Env};
+use super::request::Request;
 
 use super::replicate::Replicate;
 use super::store::Store;

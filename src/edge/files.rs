@@ -7,7 +7,8 @@
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
+use super::request::Request;
 
 use super::net::now_ms;
 use super::respond;

@@ -6,7 +6,8 @@
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
-use worker::{Request, Response};
+use worker::Response;
+use super::request::Request;
 
 use super::context::{Caller, TokenHints};
 use super::net::{now_ms, read_body, sleep_ms};

@@ -10,7 +10,8 @@
 //! per reader. Every answer, errors included, carries `nosniff` and a
 //! Content-Security-Policy that lets nothing run.
 
-use worker::{Cache, Headers, Method, Object, Request, RequestInit, Response};
+use worker::{Cache, Headers, Method, Object, RequestInit, Response};
+use super::request::Request;
 
 use super::net::{now_ms, sleep_ms};
 use super::serving::{self, Stored};
@@ -172,7 +173,7 @@ async fn cached(req: &Request, cx: &RequestContext, id: &str) -> Result<Option<R
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let lookup = Request::new_with_init(&cx.image_url(id), &init)?;
+    let lookup = worker::Request::new_with_init(&cx.image_url(id), &init)?;
     match Cache::default().get(&lookup, false).await? {
         Some(hit) if matches!(hit.status_code(), 200 | 304) => with_own_headers(hit).map(Some),
         _ => Ok(None),

@@ -5,7 +5,8 @@
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use worker::{Request, Response};
+use worker::Response;
+use super::request::Request;
 
 use super::context::TokenHints;
 use super::image::{forget, image_not_found};

@@ -24,6 +24,7 @@ mod net;
 mod persist;
 mod proxy;
 mod replicate;
+mod request;
 mod respond;
 mod schemas;
 mod serving;
@@ -32,7 +33,8 @@ mod uploads;
 mod usage;
 mod webhooks;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Response, Result};
+use self::request::Request;
 
 use crate::error::ApiError;
 use crate::request_log::{self, route_of};
@@ -62,7 +64,7 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let started = worker::Date::now().as_millis();
+    let started = net::now_ms();
     let inner = Clone::clone(req.inner()); // the same JS object, not Request.clone()
     let cx = RequestContext::new(&req, env, ctx);
     let (method, path) = (req.method().to_string(), req.path());
@@ -84,7 +86,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         }
     }
     let bytes = response.headers().get("Content-Length").ok().flatten().and_then(|v| crate::text::decimal(&v));
-    let duration = worker::Date::now().as_millis().saturating_sub(started);
+    let duration = net::now_ms().saturating_sub(started);
     let status = response.status_code();
     let subject = cx.subject();
     let line = request_log::line(

@@ -31,7 +31,8 @@ impl std::fmt::Display for NetError {
 
 /// Milliseconds since the epoch (`SystemTime::now` panics on wasm32).
 pub fn now_ms() -> u64 {
-    worker::Date::now().as_millis()
+    // `Date.now()`: no Date object made per reading.
+    worker::js_sys::Date::now() as u64
 }
 
 pub async fn sleep_ms(ms: u64) {
@@ -164,7 +165,7 @@ where
 /// declared larger one is a 413 before anything is read; a declared one is
 /// read by the runtime in one call (which holds it to its declared length);
 /// an undeclared one is read in chunks that stop past the cap (413).
-pub async fn read_body(req: &worker::Request, cap: u64) -> Result<Vec<u8>, ApiError> {
+pub async fn read_body(req: &super::request::Request, cap: u64) -> Result<Vec<u8>, ApiError> {
     let unreadable = || ApiError::bad_request("Could not read the request body");
     let declared = req.headers().get("Content-Length")?.and_then(|v| crate::text::decimal(v.trim()));
     if declared.is_some_and(|n| n > cap) {

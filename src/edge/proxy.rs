@@ -5,7 +5,8 @@
 use futures_util::future::join_all;
 use serde_json::Value;
 use worker::wasm_bindgen::JsValue;
-use worker::{Headers, Method, Request, Response};
+use worker::{Headers, Method, Response};
+use super::request::Request;
 
 use super::context::Caller;
 use super::replicate::{CREATE_TIMEOUT_MS, READ_TIMEOUT_MS};

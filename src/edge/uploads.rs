@@ -8,7 +8,8 @@
 use std::sync::OnceLock;
 
 use serde_json::Map;
-use worker::{Env, Headers, Method, Object, Request, Response};
+use worker::{Env, Headers, Method, Object, Response};
+use super::request::Request;
 
 use super::context::TokenHints;
 use super::net::now_ms;

@@ -16,7 +16,8 @@ use std::collections::HashMap;
 
 use serde_json::json;
 use worker::kv::KvStore;
-use worker::{Request, Response};
+use worker::Response;
+use super::request::Request;
 
 use super::context::{Caller, TokenHints};
 use super::net::now_ms;

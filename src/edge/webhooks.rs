@@ -6,7 +6,8 @@
 
 use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::{Env, Request, Response};
+use worker::{Env, Response};
+use super::request::Request;
 
 use super::jobs::advance;
 use super::net::{discard, fetch_with_timeout, now_ms, read_body, sleep_ms, NetError, Outbound};
