@@ -179,7 +179,10 @@ mod tests {
         assert!(parse_http_url("https://b\u{fc}cher.example/hook").is_none());
         let ascii = parse_http_url("https://xn--bcher-kva.example/hook").unwrap();
         assert_eq!(ascii.host, "xn--bcher-kva.example");
-        assert_eq!(webhook_target_problem("https://b\u{fc}cher.example/hook", &[]), Some("webhook must be an https:// URL"));
+        assert_eq!(
+            webhook_target_problem("https://b\u{fc}cher.example/hook", &[]),
+            Some("webhook must be an https:// URL")
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use worker::{Context, Env};
 use super::request::Request;
+use worker::{Context, Env};
 
 use super::replicate::Replicate;
 use super::store::Store;

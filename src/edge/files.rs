@@ -5,10 +5,10 @@
 //! `service` for the service's token, a hash of the token otherwise);
 //! another's file is a 404, as a missing one.
 
+use super::request::Request;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::Response;
-use super::request::Request;
 
 use super::net::now_ms;
 use super::respond;

@@ -5,9 +5,9 @@
 
 use std::rc::Rc;
 
+use super::request::Request;
 use serde_json::{Map, Value};
 use worker::Response;
-use super::request::Request;
 
 use super::context::{Caller, TokenHints};
 use super::net::{now_ms, read_body, sleep_ms};

@@ -10,8 +10,8 @@
 //! per reader. Every answer, errors included, carries `nosniff` and a
 //! Content-Security-Policy that lets nothing run.
 
-use worker::{Cache, Headers, Method, Object, RequestInit, Response};
 use super::request::Request;
+use worker::{Cache, Headers, Method, Object, RequestInit, Response};
 
 use super::net::{now_ms, sleep_ms};
 use super::serving::{self, Stored};

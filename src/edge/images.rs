@@ -3,10 +3,10 @@
 //! `DELETE /image/{id}`, by its owner or the operator. Nobody sees or
 //! deletes another's images: those are answered as not found.
 
+use super::request::Request;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::Response;
-use super::request::Request;
 
 use super::context::TokenHints;
 use super::image::{forget, image_not_found};
@@ -30,11 +30,9 @@ pub async fn list(req: &Request, cx: &RequestContext) -> Result<Response, ApiErr
             .ok_or_else(|| ApiError::invalid_input(format!("limit must be from 1 to {MAX_PAGE}")))?,
     };
     let store = cx.store()?;
-    let mut listing = store.kv().list().prefix(owner_prefix(&caller.subject)).limit(limit);
-    if let Some(cursor) = query("cursor").filter(|c| !c.is_empty()) {
-        listing = listing.cursor(cursor.to_owned());
-    }
-    let page = listing.execute().await.map_err(|_| ApiError::invalid_input("cursor is not one this service gave"))?;
+    let cursor = query("cursor").filter(|c| !c.is_empty());
+    let page = store.kv().page(&owner_prefix(&caller.subject), cursor, limit as usize).await;
+    let page = page.map_err(|_| ApiError::invalid_input("cursor is not one this service gave"))?;
     let ids: Vec<String> = page.keys.iter().filter_map(|k| id_of_owner_index_key(&k.name).map(str::to_owned)).collect();
     let records = join_all(ids.iter().map(|id| store.record(id))).await;
     let images: Vec<Value> = records
@@ -54,8 +52,7 @@ pub async fn list(req: &Request, cx: &RequestContext) -> Result<Response, ApiErr
             })
         })
         .collect();
-    let cursor = page.cursor.filter(|c| !page.list_complete && !c.is_empty());
-    respond::json(200, &json!({ "images": images, "cursor": cursor }))
+    respond::json(200, &json!({ "images": images, "cursor": page.cursor }))
 }
 
 /// `DELETE /image/{id}`: the bytes, the record, its index entries, and the

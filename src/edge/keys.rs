@@ -2,10 +2,10 @@
 //! API (`/admin/keys`) that makes, lists and revokes them. Only a key's hash
 //! is ever stored (see `crate::api_keys`).
 
+use super::request::Request;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::Response;
-use super::request::Request;
 
 use super::net::now_ms;
 use super::{respond, usage, RequestContext};
@@ -94,20 +94,8 @@ async fn create(req: &mut Request, cx: &RequestContext) -> Result<Response, ApiE
 /// Every key record, in id order.
 async fn all_records(cx: &RequestContext) -> Result<Vec<KeyRecord>, ApiError> {
     let store = cx.store()?;
-    let mut names = Vec::new();
-    let mut cursor = None;
-    loop {
-        let mut list = store.kv().list().prefix(KV_PREFIX.into()).limit(1000);
-        if let Some(c) = cursor.take() {
-            list = list.cursor(c);
-        }
-        let page = list.execute().await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
-        names.extend(page.keys.into_iter().map(|k| k.name));
-        match page.cursor.filter(|_| !page.list_complete) {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let names = store.kv().all_names(KV_PREFIX).await;
+    let names = names.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
     let texts = join_all(names.iter().map(|name| store.get_text(name))).await;
     Ok(texts.into_iter().filter_map(|t| serde_json::from_str(&t.ok()??).ok()).collect())
 }

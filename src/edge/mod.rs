@@ -19,6 +19,7 @@ mod image;
 mod images;
 mod jobs;
 mod keys;
+mod kv;
 mod models;
 mod net;
 mod persist;
@@ -33,8 +34,8 @@ mod uploads;
 mod usage;
 mod webhooks;
 
-use worker::{event, Context, Env, Response, Result};
 use self::request::Request;
+use worker::{event, Context, Env, Response, Result};
 
 use crate::error::ApiError;
 use crate::request_log::{self, route_of};

@@ -11,8 +11,8 @@
 //! bytes. A HEAD is one R2 head, and ignores `Range` (RFC 9110 defines it
 //! for GET only).
 
-use worker::{Headers, Method, Object, Range, Response};
 use super::request::Request;
+use worker::{Headers, Method, Object, Range, Response};
 
 use super::respond;
 use super::store::Read;

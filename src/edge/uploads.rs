@@ -7,9 +7,9 @@
 
 use std::sync::OnceLock;
 
+use super::request::Request;
 use serde_json::Map;
 use worker::{Env, Headers, Method, Object, Response};
-use super::request::Request;
 
 use super::context::TokenHints;
 use super::net::now_ms;

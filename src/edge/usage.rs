@@ -14,10 +14,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use serde_json::json;
-use worker::kv::KvStore;
-use worker::Response;
+use super::kv::{Kv, PutOptions};
 use super::request::Request;
+use serde_json::json;
+use worker::Response;
 
 use super::context::{Caller, TokenHints};
 use super::net::now_ms;
@@ -44,7 +44,7 @@ thread_local! {
 }
 
 /// What `subject` used on `day`, as far as this isolate and KV know.
-pub async fn read(kv: &KvStore, subject: &str, day: &str) -> Usage {
+pub async fn read(kv: &Kv, subject: &str, day: &str) -> Usage {
     let key = usage_kv_key(subject, day);
     let mut usage = stored(kv, &key).await.unwrap_or_default();
     TOTALS.with(|t| {
@@ -55,12 +55,12 @@ pub async fn read(kv: &KvStore, subject: &str, day: &str) -> Usage {
     usage
 }
 
-async fn stored(kv: &KvStore, key: &str) -> Option<Usage> {
-    kv.get(key).text().await.ok().flatten().and_then(|t| serde_json::from_str(&t).ok())
+async fn stored(kv: &Kv, key: &str) -> Option<Usage> {
+    kv.get_text(key).await.ok().flatten().and_then(|t| serde_json::from_str(&t).ok())
 }
 
 /// Counts `delta` for `subject` today. Failures are logged, never answered.
-pub async fn add(kv: &KvStore, subject: &str, delta: Usage) {
+pub async fn add(kv: &Kv, subject: &str, delta: Usage) {
     let day = day_of(now_ms());
     let key = usage_kv_key(subject, &day);
     let from_kv = stored(kv, &key).await;
@@ -76,13 +76,13 @@ pub async fn add(kv: &KvStore, subject: &str, delta: Usage) {
         (*total, first && from_kv.is_none())
     });
     let Ok(text) = serde_json::to_string(&total) else { return };
-    let put = async { kv.put(&key, text)?.execute().await };
+    let put = kv.put(&key, &text, PutOptions::none());
     if let Err(e) = put.await {
         worker::console_warn!("KV write {key}: {e}");
     }
     if first {
         let index = format!("{DAY_INDEX_PREFIX}{day}:{subject}");
-        let put = async { kv.put(&index, "")?.execute().await };
+        let put = kv.put(&index, "", PutOptions::none());
         if let Err(e) = put.await {
             worker::console_warn!("KV write {index}: {e}");
         }
@@ -90,7 +90,7 @@ pub async fn add(kv: &KvStore, subject: &str, delta: Usage) {
 }
 
 /// Counts a stored image for its owner.
-pub async fn count_stored(kv: &KvStore, record: &ImageRecord) {
+pub async fn count_stored(kv: &Kv, record: &ImageRecord) {
     if let Some(owner) = &record.owner {
         let delta = Usage { images_stored: 1, bytes_stored: record.size.unwrap_or(0), ..Usage::default() };
         add(kv, owner, delta).await;
@@ -211,20 +211,8 @@ pub async fn admin(req: &Request, cx: &RequestContext) -> Result<Response, ApiEr
     }
     let kv = cx.store()?.kv();
     let prefix = format!("{DAY_INDEX_PREFIX}{day}:");
-    let mut subjects = Vec::new();
-    let mut cursor = None;
-    loop {
-        let mut list = kv.list().prefix(prefix.clone()).limit(1000);
-        if let Some(c) = cursor.take() {
-            list = list.cursor(c);
-        }
-        let page = list.execute().await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
-        subjects.extend(page.keys.into_iter().map(|k| k.name[prefix.len()..].to_owned()));
-        match page.cursor.filter(|_| !page.list_complete) {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let names = kv.all_names(&prefix).await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
+    let subjects: Vec<String> = names.into_iter().map(|name| name[prefix.len()..].to_owned()).collect();
     let usages = futures_util::future::join_all(subjects.iter().map(|s| read(kv, s, &day))).await;
     let usage: Vec<_> =
         subjects.iter().zip(usages).map(|(subject, usage)| json!({ "subject": subject, "usage": usage })).collect();

@@ -4,10 +4,10 @@
 //! the Standard Webhooks way with the caller's own secret; and that secret,
 //! at `GET /replicate/v1/webhooks/default/secret`.
 
+use super::request::Request;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{Env, Response};
-use super::request::Request;
 
 use super::jobs::advance;
 use super::net::{discard, fetch_with_timeout, now_ms, read_body, sleep_ms, NetError, Outbound};
