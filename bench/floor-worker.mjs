@@ -24,18 +24,17 @@
 //                      then KV put cache:<sha-256> (the answer kept for an
 //                        identical request, with a TTL: the input names a
 //                        seed, and `Cache-Control: no-cache` still keeps it);
-//                      answer; then in waitUntil (Store::persist):
+//                      answer; then in waitUntil (Store::copy):
 //                        R2 head <id> (Store::already_stored),
 //                        fetch the output (Store::copy_from),
-//                        R2 put <id> streaming the body (fluxgate also tees
-//                          it to read 16 bytes and pipes it through a
-//                          FixedLengthStream: that is its own cost),
+//                        R2 put <id> streaming the body (fluxgate tees it
+//                          and reads 16 bytes of one branch to check they
+//                          are an image: that is its own cost),
 //                        concurrently KV put image:<id> (stored) and
 //                          KV delete pending:<id> (Store::put_record),
-//                        usage::count_stored: KV get + KV put of
-//                          usage:service:<day>,
-//                        and when the prediction reports a predict_time of
-//                          at least 0.5 ms, usage::add again (KV get + put)
+//                        once the copies are done (persist::keep_outputs),
+//                          one usage::add of the images, their bytes and the
+//                          predict_time: KV get + KV put of usage:service:<day>
 //   GET /image/{id}    R2 get, body streamed (src/edge/image.rs, from_r2
 //                      without conditional or range headers)
 //
@@ -130,8 +129,7 @@ async function persist(env, record, predictTimeMs) {
   const stored = await env.IMAGES.put(record.id, upstream.body, { httpMetadata: { contentType } });
   const done = { ...record, status: "stored", content_type: contentType, size: stored.size, attempts: 1 };
   await Promise.all([putRecord(env, done), env.IMAGE_META.delete(`pending:${record.id}`)]);
-  await addUsage(env, { images_stored: 1, bytes_stored: stored.size });
-  if (predictTimeMs > 0) await addUsage(env, { predict_time_ms: predictTimeMs });
+  await addUsage(env, { images_stored: 1, bytes_stored: stored.size, predict_time_ms: predictTimeMs });
 }
 
 function putRecord(env, record) {

@@ -16,7 +16,7 @@
 // once 3 are done, when this budget is spent); BENCH_SECONDS (autocannon
 // phase length); BENCH_LATENCY_SLACK (fraction a latency may exceed the
 // previous run's and still count as no worse); BENCH_KINDS (keys of the
-// kinds in bench/paired.mjs to measure, comma-separated); BENCH_ONLY=paired|load.
+// kinds in bench/paired.mjs to measure, comma-separated); BENCH_ONLY=paired|load; BENCH_WORKER_LOGS=1 prints the workers' own lines.
 // BENCH_ONLY or BENCH_KINDS runs are partial: they still overwrite LATEST.md.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";

@@ -102,6 +102,16 @@ export async function startWorker(emulatorUrl, scriptPath = "build/index.js") {
     kvNamespaces: ["IMAGE_META"],
     ratelimits: rateLimits(),
     host: "127.0.0.1",
+    // The worker's own lines (one per request) are dropped unless asked for.
+    handleRuntimeStdio(stdout, stderr) {
+      if (process.env.BENCH_WORKER_LOGS === "1") {
+        stdout.pipe(process.stderr);
+        stderr.pipe(process.stderr);
+      } else {
+        stdout.resume();
+        stderr.resume();
+      }
+    },
     bindings: {
       ...wranglerVars(),
       REPLICATE_API_BASE: emulatorUrl,

@@ -125,11 +125,18 @@ pub async fn keep_outputs(
             let deadline = now_ms().saturating_add(COPY_BUDGET_MS);
             let copies = to_copy.into_iter().map(|NewImage { record, source }| {
                 let store = &store;
-                async move { store.persist(record, &source, COPY_ATTEMPTS, deadline).await }
+                async move { store.copy(record, &source, COPY_ATTEMPTS, deadline).await }
             });
-            join_all(copies).await;
-            if let (Some(owner), true) = (&owner, predict_time_ms > 0) {
-                let delta = crate::usage::Usage { predict_time_ms, ..Default::default() };
+            // The owner's usage is written once for all of it: KV takes
+            // about one write per second to a key.
+            let mut delta = crate::usage::Usage { predict_time_ms, ..Default::default() };
+            for (record, fresh) in join_all(copies).await {
+                if fresh {
+                    delta.images_stored += 1;
+                    delta.bytes_stored += record.size.unwrap_or(0);
+                }
+            }
+            if let (Some(owner), true) = (&owner, delta != crate::usage::Usage::default()) {
                 super::usage::add(store.kv(), owner, delta).await;
             }
         }

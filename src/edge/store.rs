@@ -272,16 +272,33 @@ impl Store {
         get.execute().await.map_err(r2_error)
     }
 
-    /// Copies the record's output into R2, then marks the record stored.
-    /// Tries up to `attempts` times while `deadline_ms` leaves time; a last
-    /// failure is recorded as `failed` for the cron to retry.
+    /// Copies the record's output into R2, then marks the record stored and
+    /// counts it in its owner's usage. Tries up to `attempts` times while
+    /// `deadline_ms` leaves time; a last failure is recorded as `failed` for
+    /// the cron to retry.
     pub async fn persist(
+        &self,
+        record: ImageRecord,
+        source: &ImageSource,
+        attempts: u32,
+        deadline_ms: u64,
+    ) -> ImageRecord {
+        let (record, fresh) = self.copy(record, source, attempts, deadline_ms).await;
+        if fresh {
+            super::usage::count_stored(&self.kv, &record).await;
+        }
+        record
+    }
+
+    /// `persist` without the usage: the record as kept, and whether this
+    /// copy wrote the bytes (true: the caller counts them).
+    pub async fn copy(
         &self,
         mut record: ImageRecord,
         source: &ImageSource,
         attempts: u32,
         deadline_ms: u64,
-    ) -> ImageRecord {
+    ) -> (ImageRecord, bool) {
         for attempt in 0..attempts {
             if attempt > 0 {
                 let delay = retry_delay_ms(attempt - 1);
@@ -310,11 +327,8 @@ impl Store {
                     record.last_error = None;
                     match self.put_record(&record).await {
                         Ok(()) => {
-                            if fresh {
-                                super::usage::count_stored(&self.kv, &record).await;
-                            }
                             log_copy(&record, fresh);
-                            return record;
+                            return (record, fresh);
                         }
                         Err(e) => worker::console_warn!("copy {}: {e}", record.id),
                     }
@@ -328,7 +342,7 @@ impl Store {
         }
         let _ = self.put_record(&record).await;
         log_copy(&record, true);
-        record
+        (record, false)
     }
 
     /// The type and size of bytes already in R2 (put there by a copy made

@@ -1,0 +1,71 @@
+// The floor (bench/floor-worker.mjs) is what fluxgate's CPU is measured
+// against; it is a fair floor only while it makes the same KV, R2 and fetch
+// calls per request as fluxgate. Both are run wrapped in a recorder
+// (bench/platform-calls.mjs) and their calls compared.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { shapes, startRecorded } from "../bench/platform-calls.mjs";
+import { AUTH_TOKEN, startEmulator } from "../bench/services.mjs";
+import { GENERATE_INPUT } from "../bench/paired.mjs";
+
+const headers = { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json", "cache-control": "no-cache" };
+
+/** One generation and its copy; the calls it made (after the copy's end). */
+async function generation(worker) {
+  const res = await fetch(`${worker.url}/generate`, { method: "POST", headers, body: JSON.stringify({ input: GENERATE_INPUT }) });
+  assert.equal(res.status, 200, await res.clone().text());
+  const { id } = await res.json();
+  const calls = [];
+  for (const started = Date.now(); Date.now() - started < 10000; ) {
+    calls.push(...(await worker.calls()));
+    // The copy ends with the owner's usage written.
+    if (calls.some((c) => c.startsWith("R2.put")) && calls.at(-1)?.startsWith("KV.put usage:")) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { id, calls };
+}
+
+describe("platform calls per request", () => {
+  let emulator, fluxgate, floor;
+  before(async () => {
+    emulator = await startEmulator();
+    // One after the other: each start finds its own new workerd process.
+    fluxgate = await startRecorded(emulator.url, "build/index.js", "fluxgate");
+    floor = await startRecorded(emulator.url, "bench/floor-worker.mjs", "floor");
+  });
+  after(async () => {
+    await Promise.all([fluxgate?.mf.dispose(), floor?.mf.dispose()]);
+    await emulator?.close();
+  });
+
+  test("POST /generate: fluxgate and the floor make the same calls", async () => {
+    // The first generation also reads the model's schema (kept per isolate after).
+    await generation(fluxgate);
+    await generation(floor);
+    const ours = await generation(fluxgate);
+    const theirs = await generation(floor);
+    assert.deepEqual(shapes(ours.calls), shapes(theirs.calls));
+    // What that is: one create, one output fetch, one R2 put; the owner's
+    // usage written twice (admitted, then the copies' images, bytes and
+    // predict time at once).
+    const made = shapes(ours.calls);
+    assert.equal(made.filter((c) => c.startsWith("fetch POST /v1/models/")).length, 1);
+    assert.equal(made.filter((c) => c === "fetch GET /delivery/<output>").length, 1);
+    assert.equal(made.filter((c) => c === "R2.put").length, 1);
+    assert.deepEqual(made.filter((c) => c.startsWith("KV.put usage:")), ["KV.put usage:service:<day>", "KV.put usage:service:<day>"]);
+  });
+
+  test("GET /image/{id} and GET /health: the same calls", async () => {
+    const ours = await generation(fluxgate);
+    const theirs = await generation(floor);
+    for (const [worker, id] of [[fluxgate, ours.id], [floor, theirs.id]]) {
+      const res = await fetch(`${worker.url}/image/${id}`);
+      assert.equal(res.status, 200);
+      await res.arrayBuffer();
+      await (await fetch(`${worker.url}/health`)).arrayBuffer();
+    }
+    const [a, b] = [shapes(await fluxgate.calls()), shapes(await floor.calls())];
+    assert.deepEqual(a, b);
+    assert.deepEqual(a, ["KV.get stats:", "R2.get"]);
+  });
+});
