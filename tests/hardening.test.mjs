@@ -405,6 +405,32 @@ describe("10. webhook targets", () => {
   }
 });
 
+describe("host names", () => {
+  test("an internationalized host is taken in its Punycode form only, with a clear 400 otherwise", async () => {
+    const w = await worker();
+    const prompt = uniquePrompt("unicode host");
+    const hook = await generate(w, { prompt, webhook: "https://b\u00fccher.example/hook" });
+    assert.equal(hook.status, 400);
+    assert.equal((await hook.json()).details, "webhook must be an https:// URL");
+    const image = await w.fetch("/generate", {
+      method: "POST",
+      headers: { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "kontext", input: { prompt, input_image: "https://b\u00fccher.example/cat.png" } }),
+    });
+    assert.equal(image.status, 400);
+    assert.match((await image.json()).details, /input_image/);
+    assert.equal((await createsFor(prompt)).length, 0, "nothing sent to Replicate");
+    // The same host in its ASCII form is a public https host.
+    const ascii = await w.fetch("/generate", {
+      method: "POST",
+      headers: { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json", prefer: "respond-async" },
+      body: JSON.stringify({ input: { prompt }, webhook: "https://xn--bcher-kva.example/hook" }),
+    });
+    assert.equal(ascii.status, 202, await ascii.clone().text());
+    await ascii.arrayBuffer();
+  });
+});
+
 describe("links", () => {
   test("/health says when links are built from the request's Host", async () => {
     const w = await worker();

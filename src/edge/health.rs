@@ -15,10 +15,12 @@ pub async fn get(cx: &RequestContext) -> Result<Response, ApiError> {
         Ok(store) => store.lost_count().await.ok(),
         Err(_) => None,
     };
+    // Looked up once each: a lookup is a few calls into the runtime.
+    let (r2, kv) = (cx.env.bucket(IMAGES_BUCKET).is_ok(), super::kv::Kv::from_env(&cx.env, METADATA_KV).is_some());
     let setup = Setup {
         config_ok: config.is_ok(),
-        r2: cx.env.bucket(IMAGES_BUCKET).is_ok(),
-        kv: cx.env.kv(METADATA_KV).is_ok(),
+        r2,
+        kv,
         replicate_token: cx.secrets.replicate_token.is_some(),
         auth_token: cx.secrets.auth_token.is_some(),
         allow_user_tokens: config.as_ref().is_ok_and(|c| c.allow_user_tokens),
@@ -34,8 +36,8 @@ pub async fn get(cx: &RequestContext) -> Result<Response, ApiError> {
         "missing": missing,
         "service": "fluxgate",
         "version": crate::VERSION,
-        "r2": cx.env.bucket(IMAGES_BUCKET).is_ok(),
-        "kv": cx.env.kv(METADATA_KV).is_ok(),
+        "r2": r2,
+        "kv": kv,
         "replicate_token": cx.secrets.replicate_token.is_some(),
         "auth_token": cx.secrets.auth_token.is_some(),
         "model": config.as_ref().map(|c| c.models.default_entry().model.to_string()).ok(),
