@@ -2,7 +2,7 @@
 # Builds the worker to build/ (index.js, index_bg.wasm) with worker-build.
 #
 # Skips the whole build when its inputs are unchanged since the last
-# successful build and its output is intact: the inputs are src/, openapi.json (compiled in), Cargo.toml,
+# successful build and its output is intact: the inputs are src/, Cargo.toml,
 # Cargo.lock, build.rs, .cargo/ and rust-toolchain(.toml) (when present), this
 # script, the toolchain (.tools/env, rustc and worker-build versions) and the
 # build-affecting environment (RUSTFLAGS, CARGO_PROFILE_*, ...). The
@@ -21,7 +21,7 @@ hash_stream() { sha256sum | cut -d' ' -f1; }
 # Every input file's content hash with its path (sorted, so adding, removing
 # or renaming a file changes the fingerprint), then the tool versions and the
 # environment that can change the output.
-INPUTS=(src openapi.json Cargo.toml Cargo.lock build.rs .cargo rust-toolchain rust-toolchain.toml scripts/build.sh .tools/env)
+INPUTS=(src Cargo.toml Cargo.lock build.rs .cargo rust-toolchain rust-toolchain.toml scripts/build.sh .tools/env)
 inputs_fingerprint() {
   local present=() p
   for p in "${INPUTS[@]}"; do [ -e "$p" ] && present+=("$p"); done

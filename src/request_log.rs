@@ -70,7 +70,6 @@ pub fn route_of(path: &str) -> &'static str {
         "" => "/",
         "health" => "/health",
         "models" => "/models",
-        "openapi.json" => "/openapi.json",
         "generate" if path.trim_matches('/').contains('/') => "/generate/{id}",
         "generate" => "/generate",
         "webhooks" => "/webhooks/replicate",

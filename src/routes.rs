@@ -5,8 +5,6 @@ pub enum Route {
     Health,
     /// `GET /models`: what the service offers.
     Models,
-    /// `GET /openapi.json`: the description of this API.
-    OpenApi,
     GenerateGet,
     GeneratePost,
     /// `GET /generate/{prediction_id}`: an async generation's status.
@@ -59,7 +57,6 @@ pub fn resolve(method: &str, path: &str) -> Route {
     match path {
         "/health" => only(method, "GET, HEAD", Route::Health),
         "/models" => only(method, "GET, HEAD", Route::Models),
-        "/openapi.json" => only(method, "GET, HEAD", Route::OpenApi),
         "/images" => only(method, "GET, HEAD", Route::Images),
         "/usage" => only(method, "GET, HEAD", Route::Usage),
         "/admin/usage" => only(method, "GET", Route::AdminUsage),

@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 
-const SPEC_URL = new URL("../openapi.json", import.meta.url);
+const SPEC_URL = new URL("../public/openapi.json", import.meta.url);
 const SPEC_KEY = "openapi.json";
 
 /** The parsed OpenAPI document. */

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { AUTH_TOKEN, eventually, generate, uniquePrompt, worker } from "./harness.mjs";
+import { startSite } from "./browser-harness.mjs";
 import { checkAgainstSpec, checkResponse, requestProblems, schemaProblems, spec, specProblems } from "./openapi-check.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -28,7 +29,7 @@ const ACCEPTED_WARNINGS = new Set([
 describe("openapi.json", () => {
   test("passes Redocly's recommended rules: no error, no warning but the accepted ones", () => {
     const cli = fileURLToPath(new URL("../node_modules/@redocly/cli/bin/cli.js", import.meta.url));
-    const run = spawnSync(process.execPath, [cli, "lint", "openapi.json", "--format=json"], {
+    const run = spawnSync(process.execPath, [cli, "lint", "public/openapi.json", "--format=json"], {
       cwd: root,
       encoding: "utf8",
       timeout: 120_000,
@@ -213,9 +214,21 @@ describe("live answers match openapi.json", () => {
     await checkResponse("GET", "/image/{id}", image);
   });
 
-  test("GET /openapi.json is this document", async () => {
+  test("GET /openapi.json is this document, a static file readable from any origin", async () => {
+    const site = await startSite();
+    try {
+      const res = await site.fetch("/openapi.json", { headers: { origin: "https://docs.example" } });
+      assert.equal(res.headers.get("access-control-allow-origin"), "*");
+      assert.match(res.headers.get("content-type"), /^application\/json/);
+      const body = await checkResponse("GET", "/openapi.json", res);
+      assert.deepEqual(body, JSON.parse(readFileSync(new URL("../public/openapi.json", import.meta.url), "utf8")));
+    } finally {
+      await site.close();
+    }
+    // The worker itself no longer has the route: the file is never compiled in.
     const w = await worker();
-    const body = await checkResponse("GET", "/openapi.json", await w.fetch("/openapi.json"));
-    assert.deepEqual(body, JSON.parse(readFileSync(new URL("../openapi.json", import.meta.url), "utf8")));
+    const direct = await w.fetch("/openapi.json");
+    assert.equal(direct.status, 404);
+    await direct.arrayBuffer();
   });
 });

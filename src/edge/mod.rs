@@ -42,9 +42,6 @@ use crate::request_log::{self, route_of};
 use crate::routes::{self, Route};
 pub use context::RequestContext;
 
-/// The OpenAPI description of the service's own API, kept in the repository.
-const OPENAPI: &str = include_str!("../../openapi.json");
-
 /// Binding names, as declared in wrangler.toml.
 pub const IMAGES_BUCKET: &str = "IMAGES";
 pub const METADATA_KV: &str = "IMAGE_META";
@@ -111,7 +108,6 @@ async fn dispatch(req: Request, cx: &RequestContext) -> Response {
         Route::Replicate(rest) => return proxy::handle(req, cx, &rest).await,
         Route::Health => health::get(cx).await,
         Route::Models => models::list(cx).await,
-        Route::OpenApi => respond::raw_json(200, OPENAPI),
         Route::NotFound => Err(ApiError::not_found()),
         Route::MethodNotAllowed { allowed } => Err(ApiError::method_not_allowed(allowed)),
         Route::Image(id) => image::get(&req, cx, &id).await,

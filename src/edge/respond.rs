@@ -13,11 +13,6 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Response, ApiError> 
     Ok(with_headers(Response::ok(body), status, JSON))
 }
 
-/// A JSON response whose body is already JSON text.
-pub fn raw_json(status: u16, body: &str) -> Result<Response, ApiError> {
-    Ok(with_headers(Response::ok(body), status, JSON))
-}
-
 /// The shared error shape. Never fails: a response is always produced.
 pub fn error(e: &ApiError) -> Response {
     error_as(e, e.body(), JSON)
