@@ -107,7 +107,17 @@ function sizeSection(r) {
       `fluxgate ${st.fluxgateMs.map(fixed(1)).join(", ")} ms; again ${st.fluxgateAgainMs.map(fixed(1)).join(", ")} ms; floor ${st.floorMs.map(fixed(1)).join(", ")} ms`,
     );
   }
-  return { title: "Size and start", tables: [table([left("measure"), "value"], rows)], notes };
+  const tables = [table([left("measure"), "value"], rows)];
+  if (r.startSteps) {
+    tables.push(
+      table(
+        [left("start, step by step (bench/start-steps.mjs)"), "median ms", "this step ms", left("each start, ms")],
+        r.startSteps.map((s) => [s.name, ms(s.medianMs), s.stepMs === null ? "-" : signed(1)(s.stepMs), s.ms.map(fixed(0)).join(", ")]),
+      ),
+    );
+    notes.push("each step is the one above plus one thing, the steps interleaved in each round; a step's figure is the difference of medians");
+  }
+  return { title: "Size and start", tables, notes };
 }
 
 function healthSection(r) {

@@ -7,7 +7,8 @@
 // 1. CPU per request, paired: fluxgate vs the floor and vs a second copy of
 //    itself (A/A), in interleaved batches (bench/paired.mjs).
 // 2. Start-up (new Miniflare -> first answer), timed on each round's new
-//    instances of the paired measurement; wasm size.
+//    instances of the paired measurement; then step by step (the floor, + the
+//    wasm module, + the glue, fluxgate: bench/start-steps.mjs); wasm size.
 // 3. Throughput and latency under concurrency with autocannon (fluxgate only),
 //    latencies compared with the previous run's LATEST.md.
 //
@@ -37,6 +38,7 @@ import {
   waitCopies,
 } from "./paired.mjs";
 import { renderMarkdown, renderText } from "./report.mjs";
+import { measureStartSteps } from "./start-steps.mjs";
 import { AUTH_TOKEN, REPLICATE_TOKEN, root, startEmulator, startStaticServer, startWorker } from "./services.mjs";
 
 const PAIRED_BUDGET_SECONDS = Number(process.env.BENCH_PAIRED_SECONDS) > 0 ? Number(process.env.BENCH_PAIRED_SECONDS) : 75;
@@ -349,6 +351,8 @@ async function main() {
     if (ONLY !== "load") {
       results.paired = await pairedPhase(emulator);
       results.start = results.paired.start;
+      log("start, step by step");
+      results.startSteps = await measureStartSteps(emulator.url, 7);
     }
     if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator));
     results.latency = latencies(results);

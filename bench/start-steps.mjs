@@ -1,0 +1,59 @@
+// Where fluxgate's start goes, step by step: new Miniflare to the first
+// answer of the floor alone, of the floor with fluxgate's wasm module loaded
+// (workerd compiles it), of the floor with fluxgate's glue loaded too (the
+// wasm instantiated and started), and of fluxgate answering. Each step is
+// the previous one plus one thing; differences of medians over rounds, the
+// steps interleaved within a round.
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { root, startWorker } from "./services.mjs";
+
+const DIR = join(root, "target", "start-steps");
+
+function writeSteps() {
+  rmSync(DIR, { recursive: true, force: true });
+  mkdirSync(DIR, { recursive: true });
+  copyFileSync(join(root, "build/index_bg.wasm"), join(DIR, "index_bg.wasm"));
+  // Copied as .mjs: Miniflare reads an imported .js as CommonJS.
+  copyFileSync(join(root, "build/index.js"), join(DIR, "glue.mjs"));
+  writeFileSync(
+    join(DIR, "floor-with-wasm.mjs"),
+    `import floor from "../../bench/floor-worker.mjs";\nimport wasm from "./index_bg.wasm";\nglobalThis.loaded = wasm;\nexport default floor;\n`,
+  );
+  writeFileSync(
+    join(DIR, "floor-with-glue.mjs"),
+    `import floor from "../../bench/floor-worker.mjs";\nimport glue from "./glue.mjs";\nglobalThis.loaded = glue;\nexport default floor;\n`,
+  );
+}
+
+export const STEPS = [
+  { name: "the floor", script: "bench/floor-worker.mjs" },
+  { name: "+ fluxgate's wasm module loaded (compiled)", script: "target/start-steps/floor-with-wasm.mjs" },
+  { name: "+ its glue loaded (the wasm instantiated, started)", script: "target/start-steps/floor-with-glue.mjs" },
+  { name: "fluxgate answering", script: "build/index.js" },
+];
+
+/** Medians of new Miniflare -> first answer per step, over `rounds` rounds. */
+export async function measureStartSteps(emulatorUrl, rounds = 5) {
+  writeSteps();
+  const times = STEPS.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < STEPS.length; i++) {
+      const at = (i + round) % STEPS.length;
+      const worker = await startWorker(emulatorUrl, STEPS[at].script);
+      times[at].push(worker.firstAnswerMs);
+      await worker.mf.dispose();
+    }
+  }
+  const median = (list) => {
+    const sorted = [...list].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  };
+  return STEPS.map((step, i) => ({
+    name: step.name,
+    medianMs: median(times[i]),
+    stepMs: i === 0 ? null : median(times[i]) - median(times[i - 1]),
+    ms: times[i],
+  }));
+}
