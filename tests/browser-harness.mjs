@@ -85,6 +85,13 @@ export async function startSite({ bindings = {}, emulator: emulatorOptions = {} 
     kvNamespaces: ["IMAGE_META"],
     bindings: all,
     assets: { directory: assetsDirectory(), routerConfig: { has_user_worker: true } },
+    // The worker's own lines, as in harness.mjs: printed only with FLUXGATE_TEST_LOGS=1.
+    handleRuntimeStdio(stdout, stderr) {
+      for (const [stream, echo] of [[stdout, process.stdout], [stderr, process.stderr]]) {
+        if (process.env.FLUXGATE_TEST_LOGS) stream.pipe(echo);
+        else stream.resume();
+      }
+    },
   });
   let url;
   try {
