@@ -5,6 +5,10 @@
 // code by name. Needs Linux `perf` and permission to attach to a process.
 //
 //   node bench/perf-profile.mjs [generations=200] [rows=30]
+//
+// To name the generated code too: MINIFLARE_WORKERD_V8_FLAGS=--perf-basic-prof
+// (V8 writes /tmp/perf-<pid>.map) and PERF_SCRIPT=<an unstripped build's
+// index.js> (worker-build's output before scripts/build.sh strips its names).
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -51,7 +55,9 @@ async function profile(emulatorUrl, script, file) {
   for (const line of report.stdout.split("\n")) {
     const match = /^\s*(\d+)\s+(\[JIT\] tid \d+|\S+)\s+\[[.k]\]\s+(.*?)\s*(-\s+-)?\s*$/.exec(line);
     if (!match) continue;
-    const key = match[2].startsWith("[JIT]") ? "[JIT] compiled wasm and JavaScript" : `${match[2]} ${match[3]}`;
+    // Without a perf map (V8's --perf-basic-prof), generated code has no names.
+    const unnamed = match[3].startsWith("0x");
+    const key = match[2].startsWith("[JIT]") ? (unnamed ? "[JIT] compiled wasm and JavaScript" : `[JIT] ${match[3]}`) : `${match[2]} ${match[3]}`;
     counts.set(key, (counts.get(key) ?? 0) + Number(match[1]));
   }
   return counts;
@@ -65,7 +71,7 @@ if (have.status !== 0) {
 const dir = mkdtempSync(join(tmpdir(), "fluxgate-perf-"));
 const emulator = await startEmulator();
 try {
-  const ours = await profile(emulator.url, "build/index.js", join(dir, "fluxgate.data"));
+  const ours = await profile(emulator.url, process.env.PERF_SCRIPT ?? "build/index.js", join(dir, "fluxgate.data"));
   const floor = await profile(emulator.url, "bench/floor-worker.mjs", join(dir, "floor.data"));
   const total = (m) => [...m.values()].reduce((a, b) => a + b, 0);
   const perGeneration = (n) => `${((n / 4999 / GENERATIONS) * 1000).toFixed(3)} ms`;
