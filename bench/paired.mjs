@@ -194,7 +194,7 @@ export const KINDS = [
 ];
 
 /** KINDS, or those named in BENCH_KINDS (keys, comma-separated). */
-function selectedKinds() {
+export function selectedKinds() {
   const wanted = process.env.BENCH_KINDS?.split(",").map((k) => k.trim()).filter(Boolean);
   return wanted?.length ? KINDS.filter((k) => wanted.includes(k.key)) : KINDS;
 }

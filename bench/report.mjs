@@ -1,5 +1,6 @@
 // Renders the results as aligned text tables (stdout) or Markdown (LATEST.md).
 import { dataComment } from "./baseline.mjs";
+import { verdict } from "./paired.mjs";
 
 const fixed = (digits) => (v) => (v == null || !Number.isFinite(v) ? "-" : v.toFixed(digits));
 const ms = fixed(2);
@@ -82,6 +83,32 @@ function pairedSection(r) {
       table([left("kind (same batches, one request at a time)"), "fluxgate p50 ms", "fluxgate p99 ms", "floor p50 ms", "floor p99 ms"], latencyRows),
     ],
     notes,
+  };
+}
+
+function tieredSection(r) {
+  if (!r.tiered) return null;
+  const rows = r.tiered.kinds
+    .filter((k) => !k.skipped)
+    .map((k) => [
+      k.name,
+      k.batch,
+      ms(k.fluxgate.cpuMsPerRequest),
+      ms(k.floorWorker.cpuMsPerRequest),
+      sms(k.difference.median),
+      range(k.difference.min, k.difference.max),
+      sms(k.aa.median),
+      range(k.aa.min, k.aa.max),
+      k.targetMs == null ? "-" : `<= ${k.targetMs}`,
+      k.targetMs == null ? "-" : verdict(k.difference, k.aa, k.targetMs),
+    ]);
+  return {
+    title: `CPU per request, paired, the wasm tiered up (V8 ${r.tiered.v8Flags}), ms (${fixed(0)(r.tiered.seconds)} s)`,
+    tables: [table([left("kind"), "k", "fluxgate", "floor", "diff median", "diff range", "A/A median", "A/A range", "target", left("result")], rows)],
+    notes: [
+      "the same measurement as above, with every wasm function compiled by TurboFan from the start: V8 otherwise runs wasm in its baseline tier (Liftoff) and moves a function up only after it has run for a while, so the figures above are those of an isolate whose per-request code is still mostly baseline code, these of a busy, long-lived one whose code has tiered up",
+      "the targets are judged on the figures above; these say how much of the difference is the tier the wasm runs in",
+    ],
   };
 }
 
@@ -213,7 +240,7 @@ function targetSection(r) {
 }
 
 function sections(results) {
-  return [runSection, targetSection, pairedSection, sizeSection, healthSection, generationSection, imageSection]
+  return [runSection, targetSection, pairedSection, tieredSection, sizeSection, healthSection, generationSection, imageSection]
     .map((s) => s(results))
     .filter(Boolean);
 }

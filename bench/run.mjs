@@ -30,6 +30,7 @@ import {
   GENERATE_INPUT,
   measurePaired,
   MIN_ROUNDS,
+  selectedKinds,
   QUIET_MS,
   QUIET_NS,
   ROUNDS,
@@ -93,6 +94,34 @@ function pairedPhase(emulator) {
     budgetSeconds: PAIRED_BUDGET_SECONDS,
     log,
   });
+}
+
+/** V8's flag for this phase: every wasm function compiled by TurboFan up front. */
+const TIERED_V8_FLAGS = "--no-liftoff";
+
+/**
+ * The kinds the floor has, again, with fluxgate's wasm compiled optimized
+ * from the start: V8 first runs wasm in its baseline tier (Liftoff) and
+ * moves a function to TurboFan only after it has run for a while, so the
+ * paired phase above measures an isolate whose per-request code is still
+ * mostly baseline code; this one, an isolate whose code has all tiered up
+ * (a busy, long-lived one). Start-up figures of this phase are not used
+ * (TurboFan compiling every function at its first call is slow).
+ */
+async function tieredPhase(emulator) {
+  const before = process.env.MINIFLARE_WORKERD_V8_FLAGS;
+  process.env.MINIFLARE_WORKERD_V8_FLAGS = [before, TIERED_V8_FLAGS].filter(Boolean).join(" ");
+  try {
+    return await measurePaired({
+      start: (_label, script) => startWorker(emulator.url, script),
+      kinds: selectedKinds().filter((k) => k.floor),
+      budgetSeconds: Math.min(PAIRED_BUDGET_SECONDS, 45),
+      log: (message) => log(`tiered up: ${message}`),
+    });
+  } finally {
+    if (before === undefined) delete process.env.MINIFLARE_WORKERD_V8_FLAGS;
+    else process.env.MINIFLARE_WORKERD_V8_FLAGS = before;
+  }
 }
 
 // ------------------------------------------------------------ autocannon
@@ -353,6 +382,7 @@ async function main() {
       results.start = results.paired.start;
       log("start, step by step");
       results.startSteps = await measureStartSteps(emulator.url, 7);
+      results.tiered = { v8Flags: TIERED_V8_FLAGS, ...(await tieredPhase(emulator)) };
     }
     if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator));
     results.latency = latencies(results);
