@@ -9,6 +9,7 @@
 // To name the generated code too: MINIFLARE_WORKERD_V8_FLAGS=--perf-basic-prof
 // (V8 writes /tmp/perf-<pid>.map) and PERF_SCRIPT=<an unstripped build's
 // index.js> (worker-build's output before scripts/build.sh strips its names).
+// V8 then also writes isolate-*-v8.log files here (ignored by git).
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
