@@ -106,6 +106,15 @@ fn only(method: &str, allowed: &'static str, route: Route) -> Route {
     }
 }
 
+/// The origin (`scheme://host[:port]`) of a serialized absolute URL, as the
+/// runtime gives a request's: already normalized (lowercase host, no default
+/// port), so its prefix is its origin.
+pub fn origin_of_url(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..].find(['/', '?', '#']).map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
+
 /// The path of a serialized absolute URL (as the runtime gives a request's),
 /// without its query or fragment: `/` when it has none.
 pub fn path_of_url(url: &str) -> &str {
@@ -201,6 +210,23 @@ mod tests {
         assert_eq!(resolve("GET", "/admin/usage"), Route::AdminUsage);
         assert_eq!(resolve("OPTIONS", "/generate"), Route::Preflight);
         assert_eq!(resolve("OPTIONS", "/replicate/v1/predictions"), Route::Preflight);
+    }
+
+    #[test]
+    fn origin_of_url_is_the_origin_the_url_crate_finds() {
+        for raw in [
+            "https://example.com/",
+            "HTTPS://Example.COM:443/a?b#c",
+            "http://127.0.0.1:8787/image/abc.webp",
+            "http://[::1]:8787/generate?x=/y",
+            "https://example.com?query=/x",
+            "https://example.com#frag/y",
+            "http://example.com:80",
+        ] {
+            // As the runtime hands it over: serialized.
+            let parsed = url::Url::parse(raw).unwrap();
+            assert_eq!(origin_of_url(parsed.as_str()), parsed.origin().ascii_serialization(), "{raw}");
+        }
     }
 
     #[test]

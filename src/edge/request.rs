@@ -27,6 +27,11 @@ impl Request {
         url::Url::parse(&self.0.url()).map_err(|e| worker::Error::RustError(e.to_string()))
     }
 
+    /// `scheme://host[:port]`, without parsing the URL.
+    pub fn origin(&self) -> String {
+        crate::routes::origin_of_url(&self.0.url()).to_owned()
+    }
+
     /// The path, without the query, not percent-decoded.
     pub fn path(&self) -> String {
         crate::routes::path_of_url(&self.0.url()).to_owned()
