@@ -66,13 +66,14 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let inner = Clone::clone(req.inner()); // the same JS object, not Request.clone()
     let cx = RequestContext::new(&req, env, ctx);
     let (method, path) = (req.method().to_string(), req.path());
-    let header = |name: &str| req.headers().get(name).ok().flatten();
+    // An ordinary answer's CORS headers depend on the origin alone; the
+    // Access-Control-Request-* headers matter to a preflight (see dispatch).
     let cors = cors::CorsRequest {
-        origin: header("Origin"),
-        method: req.method().to_string(),
-        path: req.path(),
-        request_method: header("Access-Control-Request-Method"),
-        request_headers: header("Access-Control-Request-Headers"),
+        origin: req.headers().get("Origin").ok().flatten(),
+        method: method.clone(),
+        path: path.clone(),
+        request_method: None,
+        request_headers: None,
     };
     let mut response = dispatch(req, &cx).await;
     cors::apply(&cx.env, &cors, &mut response);

@@ -39,7 +39,7 @@ const SNIFF_BYTES: usize = 16;
 
 /// What a copy may fetch, and how much.
 struct CopyLimits {
-    extra_hosts: Vec<String>,
+    extra_hosts: &'static [String],
     max_output_bytes: u64,
 }
 
@@ -82,8 +82,7 @@ impl Store {
         let bucket = env.bucket(IMAGES_BUCKET).map_err(|_| misconfigured(IMAGES_BUCKET))?;
         let kv = Kv::from_env(env, METADATA_KV).ok_or_else(|| misconfigured(METADATA_KV))?;
         let config = config_of(env).as_ref().map_err(Clone::clone)?;
-        let limits =
-            CopyLimits { extra_hosts: config.extra_output_hosts.clone(), max_output_bytes: config.max_output_bytes };
+        let limits = CopyLimits { extra_hosts: &config.extra_output_hosts, max_output_bytes: config.max_output_bytes };
         Ok(Self { bucket, kv, limits })
     }
 
@@ -356,7 +355,7 @@ impl Store {
     async fn copy_from(&self, id: &str, url: &str, deadline_ms: u64) -> Result<(String, u64), String> {
         let bucket = &self.bucket;
         let limits = &self.limits;
-        let copied = fetch_output(url, &limits.extra_hosts, deadline_ms, |response| async move {
+        let copied = fetch_output(url, limits.extra_hosts, deadline_ms, |response| async move {
             let fail = NetError::Failed;
             if response.status() != 200 {
                 discard(&response);
