@@ -59,7 +59,8 @@ export async function call(worker, method, path, { headers, body, expect = 200 }
   return { res, bytes };
 }
 
-const generate = (worker, input) =>
+/** A new generation (never from the cache) of `input`; throws unless it answers 200. */
+export const generate = (worker, input) =>
   // `no-cache`: every generation is a new one (the floor has no cache).
   call(worker, "POST", "/generate", { headers: { ...auth, ...json, "cache-control": "no-cache" }, body: JSON.stringify({ input }) });
 

@@ -14,25 +14,18 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GENERATE_INPUT, waitCopies } from "./paired.mjs";
-import { AUTH_TOKEN, startEmulator, startWorker } from "./services.mjs";
+import { GENERATE_INPUT, generate, waitCopies } from "./paired.mjs";
+import { startEmulator, startWorker } from "./services.mjs";
 
 const GENERATIONS = Number(process.argv[2]) > 0 ? Number(process.argv[2]) : 200;
 const ROWS = Number(process.argv[3]) > 0 ? Number(process.argv[3]) : 30;
 const WARMUP = 20;
-const headers = { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json", "cache-control": "no-cache" };
-
-async function generate(worker) {
-  const res = await fetch(`${worker.url}/generate`, { method: "POST", headers, body: JSON.stringify({ input: GENERATE_INPUT }) });
-  if (res.status !== 200) throw new Error(`POST /generate answered ${res.status}: ${await res.text()}`);
-  await res.arrayBuffer();
-}
 
 /** Samples per symbol ("[JIT]" for generated code) of `generations` generations on `script`. */
 async function profile(emulatorUrl, script, file) {
   const worker = await startWorker(emulatorUrl, script);
   try {
-    for (let i = 0; i < WARMUP; i++) await generate(worker);
+    for (let i = 0; i < WARMUP; i++) await generate(worker, GENERATE_INPUT);
     await waitCopies(worker);
     const perf = spawn("perf", ["record", "-q", "-F", "4999", "-p", String(worker.pid), "-o", file], { stdio: "ignore" });
     const exited = new Promise((resolve, reject) => {
@@ -40,7 +33,7 @@ async function profile(emulatorUrl, script, file) {
       perf.on("error", reject);
     });
     await new Promise((r) => setTimeout(r, 300));
-    for (let i = 0; i < GENERATIONS; i++) await generate(worker);
+    for (let i = 0; i < GENERATIONS; i++) await generate(worker, GENERATE_INPUT);
     await waitCopies(worker);
     perf.kill("SIGINT");
     await exited;

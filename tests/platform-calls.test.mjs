@@ -5,16 +5,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { shapes, startRecorded } from "../bench/platform-calls.mjs";
-import { AUTH_TOKEN, startEmulator } from "../bench/services.mjs";
-import { GENERATE_INPUT } from "../bench/paired.mjs";
-
-const headers = { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json", "cache-control": "no-cache" };
+import { startEmulator } from "../bench/services.mjs";
+import { GENERATE_INPUT, generate } from "../bench/paired.mjs";
 
 /** One generation and its copy; the calls it made (after the copy's end). */
 async function generation(worker) {
-  const res = await fetch(`${worker.url}/generate`, { method: "POST", headers, body: JSON.stringify({ input: GENERATE_INPUT }) });
-  assert.equal(res.status, 200, await res.clone().text());
-  const { id } = await res.json();
+  const { bytes } = await generate(worker, GENERATE_INPUT);
+  const { id } = JSON.parse(bytes);
   const calls = [];
   for (const started = Date.now(); Date.now() - started < 10000; ) {
     calls.push(...(await worker.calls()));

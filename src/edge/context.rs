@@ -134,7 +134,7 @@ impl RequestContext {
         let secrets = SECRETS.get_or_init(|| Secrets::read(&env));
         let configured_base = config.as_ref().ok().and_then(|c| c.public_base_url.clone());
         let base_from_request = configured_base.is_none();
-        let base_url = configured_base.unwrap_or_else(|| req.origin());
+        let base_url = configured_base.unwrap_or_else(|| req.origin().to_owned());
         let header = |name: &str| req.headers().get(name).ok().flatten();
         Self {
             store: Store::from_env(&env),

@@ -43,11 +43,7 @@ impl std::fmt::Display for KvError {
 
 impl From<JsValue> for KvError {
     fn from(e: JsValue) -> Self {
-        let message = e
-            .as_string()
-            .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
-            .unwrap_or_else(|| "the KV call failed".into());
-        KvError(message)
+        KvError(super::net::js_message(&e).unwrap_or_else(|| "the KV call failed".into()))
     }
 }
 

@@ -65,7 +65,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = net::now_ms();
     let inner = Clone::clone(req.inner()); // the same JS object, not Request.clone()
     let cx = RequestContext::new(&req, env, ctx);
-    let (method, path) = (req.method().to_string(), req.path());
+    let (method, path) = (req.method().to_string(), req.path().to_owned());
     // An ordinary answer's CORS headers depend on the origin alone; the
     // Access-Control-Request-* headers matter to a preflight (see dispatch).
     let cors = cors::CorsRequest {
@@ -104,7 +104,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 }
 
 async fn dispatch(req: Request, cx: &RequestContext) -> Response {
-    let route = routes::resolve(req.method().as_ref(), &req.path());
+    let route = routes::resolve(req.method().as_ref(), req.path());
     let answer = match route {
         Route::Replicate(rest) => return proxy::handle(req, cx, &rest).await,
         Route::Health => health::get(cx).await,
@@ -130,7 +130,7 @@ async fn dispatch(req: Request, cx: &RequestContext) -> Response {
             let cors = cors::CorsRequest {
                 origin: header("Origin"),
                 method: String::from("OPTIONS"),
-                path: req.path(),
+                path: req.path().to_owned(),
                 request_method: header("Access-Control-Request-Method"),
                 request_headers: header("Access-Control-Request-Headers"),
             };

@@ -122,9 +122,13 @@ pub fn discard(response: &web_sys::Response) {
 }
 
 fn describe(e: &JsValue) -> String {
-    e.as_string()
-        .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
-        .unwrap_or_else(|| "the request failed".into())
+    js_message(e).unwrap_or_else(|| "the request failed".into())
+}
+
+/// The message of a value the runtime threw or rejected with: a string, or
+/// an `Error`'s message.
+pub fn js_message(e: &JsValue) -> Option<String> {
+    e.as_string().or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
 }
 
 /// Fetches an output URL with no credential, following at most
