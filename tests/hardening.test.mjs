@@ -4,13 +4,13 @@
 // bounded proxy bodies and records, lost images, durations from outside,
 // predictions kept only when made here, and private webhook targets.
 import assert from "node:assert/strict";
-import { request } from "node:http";
 import { describe, test } from "node:test";
 import {
   AUTH_TOKEN,
   SERVICE_REPLICATE_TOKEN,
   addRule,
   createsFor,
+  declaredPost,
   eventually,
   generate,
   received,
@@ -235,21 +235,12 @@ describe("6. bounded proxy bodies and records", () => {
   test("a proxy body over the limit: 413 in Replicate's shape, nothing sent", T, async () => {
     const w = await worker();
     // Declared larger than the limit: refused before a byte of it is read.
-    const declared = await new Promise((resolve, reject) => {
-      const req = request(new URL(`/replicate/v1/models/${MODEL}/predictions`, w.url), {
-        method: "POST",
-        headers: { authorization: `Bearer ${AUTH_TOKEN}`, "content-type": "application/json", "content-length": String(17 * 1024 * 1024) },
-      });
-      req.on("response", (res) => {
-        let text = "";
-        res.on("data", (c) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode, text }));
-      });
-      req.on("error", reject);
-      req.flushHeaders();
+    const declared = await declaredPost(w, `/replicate/v1/models/${MODEL}/predictions`, 17 * 1024 * 1024, {
+      authorization: `Bearer ${AUTH_TOKEN}`,
+      "content-type": "application/json",
     });
     assert.equal(declared.status, 413);
-    assert.equal(typeof JSON.parse(declared.text).detail, "string");
+    assert.equal(typeof (await declared.json()).detail, "string");
     // Sent without a length (chunked): refused once the limit is passed.
     const prompt = uniquePrompt("huge proxy body");
     const chunk = "x".repeat(1024 * 1024);

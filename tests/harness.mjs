@@ -2,6 +2,7 @@
 // (tests run with --experimental-test-isolation=none, so this module is
 // loaded once). The worker is loaded from worker-build's output.
 import { readFileSync } from "node:fs";
+import { request } from "node:http";
 import { after } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
@@ -177,6 +178,26 @@ export async function generate(w, body, headers = { authorization: `Bearer ${AUT
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
     body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+/**
+ * The answer to a POST declaring `length` bytes, given before any byte of the
+ * body is sent (the worker refuses on the declared length alone; sending the
+ * body would race the runtime closing the connection under it).
+ */
+export function declaredPost(w, path, length, headers) {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, w.url), { method: "POST", headers: { ...headers, "content-length": String(length) } });
+    req.on("response", async (res) => {
+      const chunks = [];
+      for await (const chunk of res) chunks.push(chunk);
+      const headers = Object.entries(res.headers).filter(([, v]) => typeof v === "string");
+      resolve(new Response(Buffer.concat(chunks), { status: res.statusCode, headers }));
+      req.destroy();
+    });
+    req.on("error", reject);
+    req.flushHeaders();
   });
 }
 

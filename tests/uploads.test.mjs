@@ -5,7 +5,6 @@
 // and the cron removing uploads past their retention.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { request } from "node:http";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +13,7 @@ import { promisify } from "node:util";
 import Replicate from "replicate";
 import sharp from "sharp";
 import { REAL_ESRGAN_VERSION } from "../emulator/server.mjs";
-import { AUTH_TOKEN, USER_REPLICATE_TOKEN, workerWith } from "./harness.mjs";
+import { AUTH_TOKEN, declaredPost, USER_REPLICATE_TOKEN, workerWith } from "./harness.mjs";
 
 const T = { timeout: 60_000 };
 
@@ -27,20 +26,6 @@ function worker() {
   return workerWith({ UPLOAD_RETENTION_HOURS: "24" });
 }
 
-/** The answer to a POST declaring `length` bytes, given before any byte of the body is sent. */
-function declaredPost(w, path, length, headers) {
-  return new Promise((resolve, reject) => {
-    const req = request(new URL(path, w.url), { method: "POST", headers: { ...headers, "content-length": String(length) } });
-    req.on("response", async (res) => {
-      const chunks = [];
-      for await (const chunk of res) chunks.push(chunk);
-      resolve({ status: res.statusCode, body: JSON.parse(Buffer.concat(chunks).toString()) });
-      req.destroy();
-    });
-    req.on("error", reject);
-    req.flushHeaders();
-  });
-}
 const SERVICE = { authorization: `Bearer ${AUTH_TOKEN}` };
 const UPLOAD_URL = /\/upload\/([0-9a-f]{32}\.(png|jpg|webp|gif))$/;
 
@@ -167,11 +152,11 @@ describe("POST /uploads", () => {
     // Refused on the declared length alone: not a byte of the body is sent.
     const raw = await declaredPost(w, "/uploads", big, { ...SERVICE, "content-type": "image/png" });
     assert.equal(raw.status, 413);
-    assert.match(raw.body.details, /10485760/);
+    assert.match((await raw.json()).details, /10485760/);
     const form = { ...SERVICE, "content-type": "multipart/form-data; boundary=x" };
     assert.equal((await declaredPost(w, "/uploads", big, form)).status, 413);
     const files = await declaredPost(w, "/replicate/v1/files", big, form);
-    assert.deepEqual([files.status, files.body.status], [413, 413]);
+    assert.deepEqual([files.status, (await files.json()).status], [413, 413]);
 
     const small = await workerWith({ MAX_UPLOAD_BYTES: "4096" });
     const over = Buffer.alloc(5000);
