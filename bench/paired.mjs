@@ -10,7 +10,7 @@
 //
 // Subjects: A = fluxgate, A2 = a second Miniflare of the same build (the A/A
 // calibration: what a difference of nothing measures as), B = the floor.
-import { cpuNs, quietCpu } from "./proc.mjs";
+import { cpuNs, mainThreadNs, quietCpu } from "./proc.mjs";
 import { DEFAULT_WEBHOOK_SECRET, signWebhook } from "../emulator/webhooks.mjs";
 import { AUTH_TOKEN, REPLICATE_TOKEN } from "./services.mjs";
 
@@ -221,13 +221,14 @@ export async function waitCopies(worker, timeoutMs = COPY_TIMEOUT_MS) {
 async function batch(kind, worker, state, count) {
   const latencies = [];
   const start = cpuNs(worker.pid);
+  const startMain = mainThreadNs(worker.pid);
   for (let i = 0; i < count; i++) {
     const t = performance.now();
     await kind.request(worker, state);
     latencies.push(performance.now() - t);
   }
   const quietness = { windowMs: QUIET_MS, thresholdNs: worker.quietNs ?? QUIET_NS };
-  let { ns: end, timedOut } = await quietCpu(worker.pid, quietness);
+  let { ns: end, mainNs: endMain, timedOut } = await quietCpu(worker.pid, quietness);
   let late = 0;
   if (kind.copies) {
     const kv = await worker.mf.getKVNamespace("IMAGE_META");
@@ -236,13 +237,15 @@ async function batch(kind, worker, state, count) {
       if (page.keys.length === 0) break;
       late++;
       if (late > 200) throw new Error(`${worker.label}: copies into R2 did not finish`);
-      const resumed = cpuNs(worker.pid);
+      const [resumed, resumedMain] = [cpuNs(worker.pid), mainThreadNs(worker.pid)];
       const quiet = await quietCpu(worker.pid, quietness);
       end += quiet.ns - resumed;
+      endMain += quiet.mainNs - resumedMain;
       timedOut ||= quiet.timedOut;
     }
   }
-  return { cpuMsPerRequest: (end - start) / 1e6 / count, latencies, late, timedOut };
+  const perRequest = (ns) => ns / 1e6 / count;
+  return { cpuMsPerRequest: perRequest(end - start), mainMsPerRequest: perRequest(endMain - startMain), latencies, late, timedOut };
 }
 
 /**
@@ -313,7 +316,10 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
     state: {},
     diff: [],
     aa: [],
-    perWorker: { A: { cpu: [], latencies: [] }, A2: { cpu: [], latencies: [] }, B: { cpu: [], latencies: [] } },
+    // The same on the main thread alone (see mainThreadNs).
+    diffMain: [],
+    aaMain: [],
+    perWorker: { A: { cpu: [], main: [], latencies: [] }, A2: { cpu: [], main: [], latencies: [] }, B: { cpu: [], main: [], latencies: [] } },
     late: 0,
     timedOut: 0,
     set: 0,
@@ -353,7 +359,7 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
 
   const figures = (run, who) => {
     const w = run.perWorker[who];
-    return { cpuMsPerRequest: median(w.cpu), p50Ms: percentile(w.latencies, 50), p99Ms: percentile(w.latencies, 99) };
+    return { cpuMsPerRequest: median(w.cpu), mainMsPerRequest: median(w.main), p50Ms: percentile(w.latencies, 50), p99Ms: percentile(w.latencies, 99) };
   };
   const results = runs.map((run) => {
     const { kind } = run;
@@ -373,6 +379,13 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
       // Sets hold B - A (floor minus fluxgate): turned round, as fluxgate's cost above the floor.
       difference: kind.floor ? summarize(run.diff.map((r) => r.map((d) => -d))) : null,
       aa: summarize(run.aa),
+      // By thread: the main thread (the requests' code, Miniflare's KV and R2) and the rest (V8's helpers).
+      mainThread: {
+        difference: kind.floor ? summarize(run.diffMain.map((r) => r.map((d) => -d))) : null,
+        aa: summarize(run.aaMain),
+        // What is left: the helper threads' share of the difference, set by set.
+        helpers: kind.floor ? summarize(run.diff.map((r, i) => r.map((d, j) => run.diffMain[i][j] - d))) : null,
+      },
       lateCopyChecks: run.late,
       quietTimeouts: run.timedOut,
       state: { bytes: run.state.bytes, contentType: run.state.contentType },
@@ -425,18 +438,27 @@ async function measureRound(run, subjects, round, log) {
   const orders = permutations(workers.map((w) => w.who));
   run.diff.push([]);
   run.aa.push([]);
+  run.diffMain.push([]);
+  run.aaMain.push([]);
   for (let s = 0; s < SETS_PER_ROUND; s++, run.set++) {
     const got = {};
+    const main = {};
     for (const who of orders[run.set % orders.length]) {
       const b = await batch(kind, subjects[who], run.state, count);
       got[who] = b.cpuMsPerRequest;
+      main[who] = b.mainMsPerRequest;
       run.perWorker[who].cpu.push(b.cpuMsPerRequest);
+      run.perWorker[who].main.push(b.mainMsPerRequest);
       run.perWorker[who].latencies.push(...b.latencies);
       run.late += b.late;
       run.timedOut += b.timedOut ? 1 : 0;
     }
-    if (kind.floor) run.diff[round].push(got.B - got.A);
+    if (kind.floor) {
+      run.diff[round].push(got.B - got.A);
+      run.diffMain[round].push(main.B - main.A);
+    }
     run.aa[round].push(got.A2 - got.A);
+    run.aaMain[round].push(main.A2 - main.A);
   }
 }
 

@@ -81,9 +81,39 @@ function pairedSection(r) {
         rows,
       ),
       table([left("kind (same batches, one request at a time)"), "fluxgate p50 ms", "fluxgate p99 ms", "floor p50 ms", "floor p99 ms"], latencyRows),
+      ...threadTables(measured),
     ],
-    notes,
+    notes: [...notes, ...threadNotes(measured)],
   };
+}
+
+/** The same differences split by thread: workerd's main thread, and V8's helper threads (the rest). */
+function threadTables(kinds) {
+  const split = kinds.filter((k) => k.floor && k.mainThread?.difference);
+  if (!split.length) return [];
+  const rows = split.map((k) => [
+    k.name,
+    ms(k.fluxgate.mainMsPerRequest),
+    ms(k.floorWorker.mainMsPerRequest),
+    sms(k.mainThread.difference.median),
+    range(k.mainThread.difference.min, k.mainThread.difference.max),
+    range(k.mainThread.aa.min, k.mainThread.aa.max),
+    sms(k.mainThread.helpers.median),
+    range(k.mainThread.helpers.min, k.mainThread.helpers.max),
+  ]);
+  return [
+    table(
+      [left("kind, by thread"), "fluxgate main", "floor main", "main diff", "main diff range", "main A/A range", "helpers diff", "helpers diff range"],
+      rows,
+    ),
+  ];
+}
+
+function threadNotes(kinds) {
+  if (!kinds.some((k) => k.floor && k.mainThread?.difference)) return [];
+  return [
+    "by thread: main = workerd's main thread alone (the event loop: the requests' JavaScript and wasm, and Miniflare's local KV and R2); helpers = the rest of the process, V8's helper threads (compiling code up a tier, concurrent garbage collection); the two add up to the figures above",
+  ];
 }
 
 function tieredSection(r) {
