@@ -325,7 +325,7 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
     set: 0,
     ms: 0,
   }));
-  const starts = { A: [], A2: [], B: [], diff: [], aa: [] };
+  const starts = { A: [], A2: [], B: [], diff: [], aa: [], workerdCpuDiff: [], miniflareCpuDiff: [] };
   const idle = { A: [], A2: [], B: [] };
   // All six orders, each instance first in every run of three rounds.
   const startOrders = [["A", "A2", "B"], ["A2", "B", "A"], ["B", "A", "A2"], ["A", "B", "A2"], ["B", "A2", "A"], ["A2", "A", "B"]];
@@ -344,6 +344,8 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
         starts[who].push(subjects[who].firstAnswerMs);
       }
       starts.diff.push([subjects.A.firstAnswerMs - subjects.B.firstAnswerMs]);
+      starts.workerdCpuDiff.push([subjects.A.startCpu.workerdMs - subjects.B.startCpu.workerdMs]);
+      starts.miniflareCpuDiff.push([subjects.A.startCpu.miniflareMs - subjects.B.startCpu.miniflareMs]);
       starts.aa.push([subjects.A2.firstAnswerMs - subjects.A.firstAnswerMs]);
       for (const who of ["A", "A2", "B"]) idle[who].push(await calibrateIdle(subjects[who]));
       for (const run of runs) {
@@ -403,6 +405,9 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
       medianFloorMs: median(starts.B),
       difference: summarize(starts.diff),
       aa: summarize(starts.aa),
+      // The CPU of those starts, fluxgate - floor: workerd's, and Miniflare's in Node.
+      workerdCpuDifference: summarize(starts.workerdCpuDiff),
+      miniflareCpuDifference: summarize(starts.miniflareCpuDiff),
     },
     idleMsPerSecond: Object.fromEntries(Object.entries(idle).map(([who, v]) => [labels[who], median(v)])),
     seconds: (performance.now() - started) / 1000,

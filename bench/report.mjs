@@ -159,6 +159,13 @@ function sizeSection(r) {
       ["fluxgate - floor: median (range over rounds)", `${sms(st.difference.median)} ms (${range(st.difference.min, st.difference.max, signed(1))})`],
       ["A/A, fluxgate again - fluxgate: median (range)", `${sms(st.aa.median)} ms (${range(st.aa.min, st.aa.max, signed(1))})`],
     );
+    if (st.workerdCpuDifference) {
+      const cpu = (d) => `${sms(d.median)} ms (${range(d.min, d.max, signed(1))})`;
+      rows.push(
+        ["CPU of a start, fluxgate - floor: workerd (the runtime)", cpu(st.workerdCpuDifference)],
+        ["CPU of a start, fluxgate - floor: Miniflare (Node)", cpu(st.miniflareCpuDifference)],
+      );
+    }
     notes.push(
       `the paired rounds' starts (fluxgate, fluxgate again, floor, in a rotated order), after one unmeasured start of each build; range over rounds`,
       `fluxgate ${st.fluxgateMs.map(fixed(1)).join(", ")} ms; again ${st.fluxgateAgainMs.map(fixed(1)).join(", ")} ms; floor ${st.floorMs.map(fixed(1)).join(", ")} ms`,
@@ -166,13 +173,35 @@ function sizeSection(r) {
   }
   const tables = [table([left("measure"), "value"], rows)];
   if (r.startSteps) {
+    const step = (v) => (v == null ? "-" : signed(1)(v));
     tables.push(
       table(
-        [left("start, step by step (bench/start-steps.mjs)"), "median ms", "this step ms", left("each start, ms")],
-        r.startSteps.map((s) => [s.name, ms(s.medianMs), s.stepMs === null ? "-" : signed(1)(s.stepMs), s.ms.map(fixed(0)).join(", ")]),
+        [
+          left("start, step by step (bench/start-steps.mjs)"),
+          "median ms",
+          "this step ms",
+          "workerd CPU ms",
+          "this step",
+          "Miniflare CPU ms",
+          "this step",
+          left("each start, ms"),
+        ],
+        r.startSteps.map((s) => [
+          s.name,
+          ms(s.medianMs),
+          step(s.stepMs),
+          fixed(1)(s.workerdCpuMs),
+          step(s.workerdCpuStepMs),
+          fixed(1)(s.miniflareCpuMs),
+          step(s.miniflareCpuStepMs),
+          s.ms.map(fixed(0)).join(", "),
+        ]),
       ),
     );
-    notes.push("each step is the one above plus one thing, the steps interleaved in each round; a step's figure is the difference of medians");
+    notes.push(
+      "each step is the one above plus one thing, the steps interleaved in each round; a step's figure is the difference of medians",
+      "CPU of a start, from new Miniflare to the first answer: workerd = the new workerd process (loading the modules, decoding and validating the wasm, compiling what the first answer runs); Miniflare = its JavaScript in the bench's own process (building workerd's configuration, with every module's bytes in it). Only workerd's part has a counterpart on Cloudflare, where the bundle is uploaded once, at deploy",
+    );
   }
   return { title: "Size and start", tables, notes };
 }

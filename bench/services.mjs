@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { DEFAULT_WEBHOOK_SECRET } from "../emulator/webhooks.mjs";
-import { childrenMatching } from "./proc.mjs";
+import { childrenMatching, cpuNs } from "./proc.mjs";
 
 export const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -92,6 +92,7 @@ export function startStaticServer(dir) {
 export async function startWorker(emulatorUrl, scriptPath = "build/index.js") {
   const before = new Set(childrenMatching(process.pid, "workerd"));
   const started = performance.now();
+  const nodeCpu = process.cpuUsage();
   const mf = new Miniflare({
     rootPath: root,
     scriptPath,
@@ -132,9 +133,14 @@ export async function startWorker(emulatorUrl, scriptPath = "build/index.js") {
       await new Promise((r) => setTimeout(r, 5));
     }
     const firstAnswerMs = performance.now() - started;
+    // The CPU a start took on each side: Miniflare's JavaScript in this
+    // process (building workerd's configuration, the modules' bytes in it)
+    // and the new workerd process (loading the modules, the first answer).
+    const { user, system } = process.cpuUsage(nodeCpu);
     const pids = childrenMatching(process.pid, "workerd").filter((pid) => !before.has(pid));
     if (pids.length !== 1) throw new Error(`expected one new workerd process, found ${pids.length}`);
-    return { mf, url: url.origin, pid: pids[0], readyMs, firstAnswerMs, emulatorUrl };
+    const startCpu = { miniflareMs: (user + system) / 1000, workerdMs: cpuNs(pids[0]) / 1e6 };
+    return { mf, url: url.origin, pid: pids[0], readyMs, firstAnswerMs, startCpu, emulatorUrl };
   } catch (error) {
     await mf.dispose();
     throw error;
