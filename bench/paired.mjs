@@ -10,7 +10,7 @@
 //
 // Subjects: A = fluxgate, A2 = a second Miniflare of the same build (the A/A
 // calibration: what a difference of nothing measures as), B = the floor.
-import { cpuNs, mainThreadNs, quietCpu } from "./proc.mjs";
+import { cpuNs, cpuSplitNs, quietCpu } from "./proc.mjs";
 import { DEFAULT_WEBHOOK_SECRET, signWebhook } from "../emulator/webhooks.mjs";
 import { AUTH_TOKEN, REPLICATE_TOKEN } from "./services.mjs";
 
@@ -220,8 +220,7 @@ export async function waitCopies(worker, timeoutMs = COPY_TIMEOUT_MS) {
  */
 async function batch(kind, worker, state, count) {
   const latencies = [];
-  const start = cpuNs(worker.pid);
-  const startMain = mainThreadNs(worker.pid);
+  const { ns: start, mainNs: startMain } = cpuSplitNs(worker.pid);
   for (let i = 0; i < count; i++) {
     const t = performance.now();
     await kind.request(worker, state);
@@ -237,7 +236,7 @@ async function batch(kind, worker, state, count) {
       if (page.keys.length === 0) break;
       late++;
       if (late > 200) throw new Error(`${worker.label}: copies into R2 did not finish`);
-      const [resumed, resumedMain] = [cpuNs(worker.pid), mainThreadNs(worker.pid)];
+      const { ns: resumed, mainNs: resumedMain } = cpuSplitNs(worker.pid);
       const quiet = await quietCpu(worker.pid, quietness);
       end += quiet.ns - resumed;
       endMain += quiet.mainNs - resumedMain;
@@ -316,7 +315,7 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
     state: {},
     diff: [],
     aa: [],
-    // The same on the main thread alone (see mainThreadNs).
+    // The same on the main thread alone (see cpuSplitNs).
     diffMain: [],
     aaMain: [],
     perWorker: { A: { cpu: [], main: [], latencies: [] }, A2: { cpu: [], main: [], latencies: [] }, B: { cpu: [], main: [], latencies: [] } },

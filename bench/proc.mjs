@@ -41,13 +41,16 @@ export function cpuNs(pid) {
 }
 
 /**
- * The CPU time of `pid`'s main thread alone, in nanoseconds (0 without
- * schedstat). In workerd that is the event loop: the requests' JavaScript and
- * wasm, and Miniflare's local KV and R2; the other threads are V8's helpers
- * (compiling code up a tier, concurrent garbage collection).
+ * cpuNs, and the part of it that `pid`'s main thread ran (0 without
+ * schedstat), read in one pass. In workerd the main thread is the event
+ * loop: the requests' JavaScript and wasm, and Miniflare's local KV and R2;
+ * the other threads are V8's helpers (compiling code up a tier, concurrent
+ * garbage collection).
  */
-export function mainThreadNs(pid) {
-  return SCHEDSTAT ? schedNs(pid).main : 0;
+export function cpuSplitNs(pid) {
+  if (!SCHEDSTAT) return { ns: cpuMs(pid) * 1e6, mainNs: 0 };
+  const { run, main } = schedNs(pid);
+  return { ns: run, mainNs: main };
 }
 
 /**
@@ -97,7 +100,7 @@ export const CPU_SOURCE = SCHEDSTAT
  * passed. With schedstat, time its threads spent runnable but waiting for a
  * CPU counts as not quiet: on a busy machine, work that did not get a CPU
  * yet is not mistaken for work done. Resolves to { ns (cpuNs at the end),
- * mainNs (mainThreadNs at the end), waitedMs, timedOut }.
+ * mainNs (its main thread's part, as cpuSplitNs), waitedMs, timedOut }.
  */
 export async function quietCpu(pid, { windowMs = 50, pollMs = 5, thresholdNs = 100_000, maxMs = 10_000 } = {}) {
   if (!SCHEDSTAT) thresholdNs = Math.max(thresholdNs, 1e9 / CLOCK_TICKS_PER_SECOND);

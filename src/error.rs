@@ -91,6 +91,11 @@ impl ApiError {
         Self::new(404, "Not Found")
     }
 
+    /// The 413 for a request body past its limit of `max_bytes`.
+    pub fn body_too_large(max_bytes: u64) -> Self {
+        Self::new(413, "Request body too large").with_details(format!("the limit is {max_bytes} bytes"))
+    }
+
     pub fn method_not_allowed(allowed: &'static str) -> Self {
         let mut e = Self::new(405, "Method Not Allowed").with_details(format!("Allowed: {allowed}"));
         e.allow = Some(allowed);

@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(parse_json_object(b"[1]").unwrap_err().error, "Request body must be a JSON object");
         assert_eq!(parse_json_object(b"{").unwrap_err().error, "Invalid JSON body");
         assert_eq!(parse_json_object(br#"{"a":1}"#).unwrap(), object(json!({"a": 1})));
-        assert_eq!(crate::uploads::body_too_large(MAX_BODY_BYTES as u64).status, 413);
+        assert_eq!(ApiError::body_too_large(MAX_BODY_BYTES as u64).status, 413);
     }
 
     #[test]

@@ -322,11 +322,6 @@ pub fn not_an_image() -> ApiError {
     ApiError::bad_request("Not an image").with_details("send a PNG, JPEG, WebP or GIF image")
 }
 
-/// The 413 for a request body past its limit.
-pub fn body_too_large(max_bytes: u64) -> ApiError {
-    ApiError::new(413, "Request body too large").with_details(format!("the limit is {max_bytes} bytes"))
-}
-
 /// How a `POST /uploads` body carries its image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadBody {

@@ -12,7 +12,6 @@ use worker::Delay;
 
 use crate::error::ApiError;
 use crate::output::{redirect_target, MAX_REDIRECTS};
-use crate::uploads::body_too_large;
 
 #[derive(Debug)]
 pub enum NetError {
@@ -173,7 +172,7 @@ pub async fn read_body(req: &super::request::Request, cap: u64) -> Result<Vec<u8
     let unreadable = || ApiError::bad_request("Could not read the request body");
     let declared = req.headers().get("Content-Length")?.and_then(|v| crate::text::decimal(v.trim()));
     if declared.is_some_and(|n| n > cap) {
-        return Err(body_too_large(cap));
+        return Err(ApiError::body_too_large(cap));
     }
     let bytes = match (declared, req.inner().body()) {
         (_, None) => Vec::new(),
@@ -188,7 +187,7 @@ pub async fn read_body(req: &super::request::Request, cap: u64) -> Result<Vec<u8
             .map_err(|_| unreadable())?,
     };
     if bytes.len() as u64 > cap {
-        return Err(body_too_large(cap));
+        return Err(ApiError::body_too_large(cap));
     }
     Ok(bytes)
 }
