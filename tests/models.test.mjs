@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import sharp from "sharp";
-import { AUTH_TOKEN, createsFor, generate, received, stored, uniquePrompt, worker } from "./harness.mjs";
+import { addRule, AUTH_TOKEN, createsFor, generate, received, stored, uniquePrompt, worker } from "./harness.mjs";
 
 const T = { timeout: 60_000 };
 
@@ -153,6 +153,27 @@ describe("images in", () => {
     assert.deepEqual(after, { width: before.width * 2, height: before.height * 2 });
     const fetched = await received(`/image/${first.id}`);
     assert.equal(fetched.length, 0, "the emulator's own request log holds only its API");
+  });
+
+  test("an image handed out a moment ago, its copy still under way, is taken at once; an unknown one is a 400", T, async () => {
+    const w = await worker();
+    const prompt = uniquePrompt("upscaled before stored");
+    // The copy's fetch of the output is held back: the answer comes first.
+    await addRule({ when: { outputOf: prompt }, then: { latencyMs: 1500 }, times: 1 });
+    const first = await (await generate(w, { prompt, megapixels: "0.25", output_format: "png" })).json();
+    const kv = await w.mf.getKVNamespace("IMAGE_META");
+    assert.equal(JSON.parse(await kv.get(`image:${first.id}`)).status, "pending", "not stored yet");
+    const res = await generate(w, { model: "upscale", input: { image: first.imageUrl, scale: 2 } });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    await stored(w, body.id);
+    const [before, after] = [await imageSize(first.imageUrl), await imageSize(body.imageUrl)];
+    assert.deepEqual(after, { width: before.width * 2, height: before.height * 2 });
+
+    const unknown = "01m80bdpxaxpca2ash7ta17sw7.png";
+    const refused = await generate(w, { model: "upscale", input: { image: `${w.url.origin}/image/${unknown}`, scale: 2 } });
+    assert.equal(refused.status, 400);
+    assert.match((await refused.json()).details, new RegExp(`image ${unknown.replace(".", "\\.")} is not stored here`));
   });
 });
 

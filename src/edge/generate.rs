@@ -245,8 +245,8 @@ impl<'a> Run<'a> {
 
 /// Image inputs (every field whose schema says `format: uri`): an https URL
 /// goes to Replicate as given, a `data:` image within `MAX_DATA_URI_BYTES`
-/// too; the id or URL of an image this service stored, or of an upload,
-/// becomes its public URL here (an image not stored is a 400).
+/// too; the id or URL of an image this service stored (or is storing), or
+/// of an upload, becomes its public URL here (an unknown image is a 400).
 async fn resolve_image_inputs(
     cx: &RequestContext,
     schema: &ModelSchema,
@@ -257,7 +257,7 @@ async fn resolve_image_inputs(
         let Some(Value::String(value)) = input.get(&field) else { continue };
         let resolved = image_inputs::resolve(&field, value, &cx.base_url, MAX_DATA_URI_BYTES)?;
         if let ImageInput::Stored(id) = &resolved {
-            if cx.store()?.head(id).await?.is_none() {
+            if !super::image::will_serve(cx.store()?, id).await? {
                 return Err(ApiError::invalid_input(format!("{field}: image {id} is not stored here")));
             }
         }

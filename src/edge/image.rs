@@ -19,7 +19,7 @@ use super::store::{source_still_valid, Read, Store, COPY_TIMEOUT_MS};
 use super::{respond, RequestContext};
 use crate::error::ApiError;
 use crate::image_id::{parse_image_id, rfc3339_to_ms};
-use crate::metadata::StoreStatus;
+use crate::metadata::{ImageRecord, StoreStatus};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// What a page may do with an image answer: nothing (it is generated content).
@@ -82,6 +82,23 @@ async fn answer(req: &Request, cx: &RequestContext, id: &str) -> Result<Response
     Ok(response)
 }
 
+/// Whether this route will serve `id`: its bytes are in R2, or its copy is
+/// under way or can still be made (the answer waits for it, or makes it).
+/// An image input naming one of ours is checked with this, so that an image
+/// handed out a moment ago, before its copy landed, can be used at once.
+pub async fn will_serve(store: &Store, id: &str) -> Result<bool, ApiError> {
+    if store.head(id).await?.is_some() {
+        return Ok(true);
+    }
+    let record = store.record(id).await?;
+    Ok(record.is_some_and(|r| copy_can_land(&r)))
+}
+
+/// Whether a record's copy is under way or can be made again.
+fn copy_can_land(record: &ImageRecord) -> bool {
+    matches!(record.status, StoreStatus::Pending | StoreStatus::Failed) && source_still_valid(record)
+}
+
 /// The answer from R2, waiting for (or making) a copy still to land.
 async fn from_store(req: &Request, cx: &RequestContext, id: &str) -> Result<Response, ApiError> {
     let store = cx.store()?;
@@ -96,7 +113,7 @@ async fn from_store(req: &Request, cx: &RequestContext, id: &str) -> Result<Resp
         StoreStatus::Awaiting => return Err(image_lost()),
         StoreStatus::Lost => return Err(image_lost()),
         StoreStatus::Stored => return Err(image_not_found()),
-        _ if !source_still_valid(&record) => return Err(image_lost()),
+        _ if !copy_can_land(&record) => return Err(image_lost()),
         _ => {}
     }
     let copier_gone = record.status == StoreStatus::Failed || age > PENDING_GRACE_MS;
