@@ -112,8 +112,10 @@ async function generate(request, env, ctx) {
     env.IMAGE_META.put(`pending:${id}`, "", { expirationTtl: PENDING_TTL_SECONDS }),
     env.IMAGE_META.put(`prediction:${prediction.id}`, JSON.stringify({ ids: [id], input })),
   ]);
+  // Keyed by the request as fluxgate's is, so an identical request overwrites
+  // the entry (in Miniflare that also deletes the old value's blob file).
   await env.IMAGE_META.put(
-    `cache:${prediction.id.padEnd(64, "0")}`,
+    `cache:${await sha256Hex(JSON.stringify({ model: record.model, input }))}`,
     JSON.stringify({ prediction_id: prediction.id, model: record.model, seed: input.seed ?? null, ids: [id] }),
     { expirationTtl: CACHE_TTL_SECONDS },
   );
@@ -130,6 +132,11 @@ async function persist(env, record, predictTimeMs) {
   const done = { ...record, status: "stored", content_type: contentType, size: stored.size, attempts: 1 };
   await Promise.all([putRecord(env, done), env.IMAGE_META.delete(`pending:${record.id}`)]);
   await addUsage(env, { images_stored: 1, bytes_stored: stored.size, predict_time_ms: predictTimeMs });
+}
+
+async function sha256Hex(text) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function putRecord(env, record) {
