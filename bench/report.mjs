@@ -1,5 +1,4 @@
 // Renders the results as aligned text tables (stdout) or Markdown (LATEST.md).
-import { dataComment } from "./baseline.mjs";
 import { verdict } from "./paired.mjs";
 
 const fixed = (digits) => (v) => (v == null || !Number.isFinite(v) ? "-" : v.toFixed(digits));
@@ -22,6 +21,17 @@ const sms = signed(3);
 const range = (lo, hi, f = sms) => `${f(lo)} .. ${f(hi)}`;
 const load3 = (l) => (Array.isArray(l) ? l.map(fixed(2)).join(" / ") : fixed(2)(l));
 
+/** What the reference build is: revision, commit, subject and date; or why there is none. */
+function referenceLine(ref) {
+  if (!ref) return "none";
+  const what = ref.sha
+    ? `${ref.rev} = ${ref.sha.slice(0, 12)}, "${ref.subject}" (committed ${ref.date})`
+    : ref.rev;
+  if (ref.error) return `${what}: no reference build, ${ref.error}`;
+  const built = ref.cached ? `cached in ${ref.dir}` : `built in this run in ${fixed(0)(ref.buildSeconds)} s, cached in ${ref.dir}`;
+  return `${what}; worker-build --release of that revision's tree, ${built}`;
+}
+
 function runSection(r) {
   const e = r.environment;
   const notes = [
@@ -31,7 +41,12 @@ function runSection(r) {
     `a fixed loop took ${fixed(0)(e.cpuProbeMsAtStart)} ms of CPU at start, ${fixed(0)(e.cpuProbeMsAtEnd)} ms at end (how fast a core was)`,
     `CPU per request: ${e.cpuSource}; ${r.paired ? r.paired.rounds : "-"} rounds (asked ${e.rounds}; at least ${e.minRounds}, more while within ${e.pairedBudgetSeconds} s) x ${e.setsPerRound} sets per kind`,
   ];
-  if (r.health) notes.push(`autocannon: ${e.phaseSeconds} s per measured phase after ${e.warmupSeconds} s warm-up; latencies are per response, 2xx only`);
+  if (r.health) {
+    notes.push(
+      `autocannon: each phase runs ${e.latencyRunsPerBuild} times per build (fluxgate, and the reference when there is one), interleaved, ${e.latencyRunSeconds} s a run (GET /health ${e.healthRunSeconds} s; GET /image ~2 MB at 32 connections ${e.phaseSeconds} s), after ${e.warmupSeconds} s warm-up per build; latencies are per response, 2xx only`,
+    );
+    notes.push(`reference: ${referenceLine(r.reference)}`);
+  }
   return { title: "Run", notes };
 }
 
@@ -206,36 +221,47 @@ function sizeSection(r) {
   return { title: "Size and start", tables, notes };
 }
 
+/** The builds a phase ran on, with their figures: [["fluxgate", m], ["reference", m]?]. */
+const builds = (fluxgate, reference) => [["fluxgate", fluxgate], ...(reference ? [["reference", reference]] : [])];
+
 function healthSection(r) {
   if (!r.health) return null;
   return {
     title: "Throughput: GET /health (a route with no I/O: workerd + Miniflare + wasm entry)",
     tables: [
       table(
-        ["conc", "requests", "failed", "req/s", "p50 ms", "p99 ms"],
-        r.health.map((p) => [p.connections, int(p.ok), int(p.failed), int(p.rps), ms(p.p50), ms(p.p99)]),
+        [left("build"), "conc", "requests", "failed", "req/s", "p50 ms", "p99 ms"],
+        r.health.flatMap((p) =>
+          builds(p.fluxgate, p.reference).map(([b, m]) => [b, p.connections, int(m.ok), int(m.failed), int(m.rps), ms(m.p50), ms(m.p99)]),
+        ),
       ),
     ],
+    notes: ["each build's figures: requests and failed summed over its runs, req/s, p50 and p99 the median of its runs"],
   };
 }
 
 function generationSection(r) {
   if (!r.generation) return null;
   const g = r.generation;
+  const row = (path, conc, m) => [path, conc, int(m.ok), int(m.failed), int(m.rps), ms(m.p50), ms(m.p99)];
   const rows = g.phases.flatMap((p) => [
-    ["emulator direct", p.connections, int(p.direct.ok), int(p.direct.failed), int(p.direct.rps), ms(p.direct.p50), ms(p.direct.p99)],
-    ["through worker", p.connections, int(p.worker.ok), int(p.worker.failed), int(p.worker.rps), ms(p.worker.p50), ms(p.worker.p99)],
+    row("emulator direct", p.connections, p.direct),
+    ...builds(p.worker, p.reference).map(([b, m]) => row(`through ${b}`, p.connections, m)),
   ]);
   return {
     title: "Generation overhead: POST /generate vs. the same create sent straight to the emulator",
     tables: [
       table([left("path"), "conc", "requests", "failed", "req/s", "p50 ms", "p99 ms"], rows),
       table(
-        ["conc", left("pct"), "direct ms", "worker ms", "difference ms", "ratio"],
+        ["conc", left("pct"), "direct ms", "fluxgate ms", "difference ms", "ratio"],
         g.overhead.map((o) => [o.connections, o.percentile, ms(o.directMs), ms(o.workerMs), ms(o.differenceMs), ratio(o.ratio)]),
       ),
     ],
-    notes: [`input ${JSON.stringify(g.input)}; emulator predict time 0 ms; output ${g.contentType} of ${size(g.outputBytes)}`],
+    notes: [
+      `input ${JSON.stringify(g.input)}; emulator predict time 0 ms; output ${g.contentType} of ${size(g.outputBytes)}`,
+      "emulator direct: one run per concurrency, before the builds' interleaved runs; the overhead is fluxgate's figure (the median of its runs) against it",
+      "after each run through a build, its copies into R2 are waited for (the pending: index where the build keeps one, then its workerd and the emulator quiet together)",
+    ],
   };
 }
 
@@ -246,23 +272,33 @@ function imageSection(r) {
     p.label, size(p.bytes), server, p.connections, int(m.ok), int(m.failed), int(m.rps),
     ms(m.p50), ms(m.p99), fixed(1)(m.bytesPerSec / 1e6), fixed(0)(m.loaderCpuPercent), comparison,
   ];
-  const rows = phases.flatMap((p) => [row(p, "worker", p.worker, ratio(p.throughputRatio)), row(p, "static", p.static, "")]);
+  const rows = phases.flatMap((p) => [
+    row(p, "fluxgate", p.worker, ratio(p.throughputRatio)),
+    ...(p.reference ? [row(p, "reference", p.reference, ratio(p.referenceThroughputRatio))] : []),
+    row(p, "static", p.static, ""),
+  ]);
+  const rss = phases.flatMap((p) => builds(p.worker, p.reference).map(([b, m]) => [`${b} ${p.label} c${p.connections}`, m]));
+  const differentBytes = phases.filter((p) => p.referenceBytes != null && p.referenceBytes !== p.bytes);
   return {
     title: "Image serving: GET /image/{id} vs. a static file server (same bytes, same run)",
     tables: [
       table(
-        [left("image"), "bytes", left("server"), "conc", "requests", "failed", "req/s", "p50 ms", "p99 ms", "MB/s", "loader CPU %", "worker/static"],
+        [left("image"), "bytes", left("server"), "conc", "requests", "failed", "req/s", "p50 ms", "p99 ms", "MB/s", "loader CPU %", "server/static"],
         rows,
       ),
       table(
         [left("workerd RSS during"), "start MB", "peak MB", "growth MB"],
-        phases.map((p) => [`fluxgate ${p.label} c${p.connections}`, p.worker]).map(([what, m]) => [what, mb1(m.rssStartBytes), mb1(m.rssPeakBytes), mb1(m.rssPeakBytes - m.rssStartBytes)]),
+        rss
+          .filter(([, m]) => m.rssPeakBytes != null)
+          .map(([what, m]) => [what, mb1(m.rssStartBytes), mb1(m.rssPeakBytes), mb1(m.rssPeakBytes - m.rssStartBytes)]),
       ),
     ],
     notes: [
       ...items.map((i) => `${i.label}: ${i.contentType}, ${int(i.bytes)} B, input ${JSON.stringify(i.input)}`),
+      "each build serves the images generated through it, from its own R2; the static server, fluxgate's bytes; it runs once per phase, after the builds' interleaved runs",
+      ...differentBytes.map((p) => `${p.label} c${p.connections}: the reference's image is ${int(p.referenceBytes)} B, not ${int(p.bytes)} B`),
       "loader CPU %: the load generator's own CPU (100 = one core); near 100 it, not the server, limits the rate",
-      `fluxgate workerd RSS: ${mb1(memory.rssBeforeBytes)} MB before the image phases, ${mb1(memory.rssAfterBytes)} MB after`,
+      `fluxgate workerd RSS: ${mb1(memory.rssBeforeBytes)} MB before the image phases, ${mb1(memory.rssAfterBytes)} MB after; RSS during a phase: lowest start and highest peak over the build's runs`,
     ],
   };
 }
@@ -277,22 +313,33 @@ function targetSection(r) {
     `<= ${t.limit} ${t.unit}`,
     t.result,
   ]);
+  const runsOf = (name, build) => (r.latency?.[name]?.[build]?.runs ?? []);
   const latencyRows = (r.latencyTargets ?? []).map((t) => [
     t.name,
     t.pct,
     ms(t.now),
-    t.before == null ? "-" : ms(t.before),
+    ms(t.before),
     t.ratio == null ? "-" : ratio(t.ratio),
     t.result,
+    runsOf(t.name, "fluxgate").map((x) => ms(x[t.pct])).join(" / ") || "-",
+    runsOf(t.name, "reference").map((x) => ms(x[t.pct])).join(" / ") || "-",
   ]);
   const tables = [table([left("target"), "figure", "range", "A/A range", "limit", left("result")], rows)];
   const notes = [];
   if (latencyRows.length) {
-    tables.push(table([left("latency (autocannon, fluxgate)"), left("pct"), "now ms", "previous ms", "now/previous", left("result")], latencyRows));
+    tables.push(
+      table(
+        [left("latency (autocannon)"), left("pct"), "fluxgate ms", "reference ms", "fluxgate/reference", left("result"), "fluxgate runs", "reference runs"],
+        latencyRows,
+      ),
+    );
+    const ref = r.reference;
     notes.push(
-      r.baseline
-        ? `previous run: ${r.baseline.startedAt ?? "?"} (read from ${r.baseline.from} before it was overwritten); no worse = at most ${fixed(0)(r.environment.latencySlack * 100)}% above it`
-        : "no baseline: no earlier LATEST.md to compare latencies with",
+      `latency: fluxgate against the reference build, ${referenceLine(ref)}`,
+      ref && !ref.error
+        ? `both measured in this run, each in its own Miniflare on the same emulator, every phase run ${r.environment.latencyRunsPerBuild} times per build, interleaved (fluxgate, reference, reference, fluxgate, the order reversed from one phase to the next), so that the machine's drift weighs on both alike; a build's figure is the median of its runs (listed in the run order of that build)`
+        : "without a reference build the phases ran on fluxgate alone, and no latency target is judged",
+      `met: fluxgate's figure at most ${fixed(0)(r.environment.latencySlack * 100)}% above the reference's (BENCH_LATENCY_SLACK)`,
     );
   }
   return { title: "Targets", tables, notes };
@@ -348,7 +395,5 @@ export function renderMarkdown(results) {
     for (const t of s.tables ?? []) out.push(...markdownTable(t), "");
     if (s.notes) out.push(...s.notes.map((n) => `- ${n}`), "");
   }
-  // The figures the next run compares its latencies with.
-  out.push(dataComment(results), "");
   return out.join("\n");
 }

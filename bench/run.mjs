@@ -1,7 +1,8 @@
 // `npm run bench`: measures the worker built in build/ under Miniflare against
 // the local Replicate emulator, bench/floor-worker.mjs (plain JS making the
-// same platform calls) and a static file server; prints a report and writes
-// it to bench/results/ (LATEST.md, committed, and latest.json).
+// same platform calls), a reference build of an earlier revision and a static
+// file server; prints a report and writes it to bench/results/ (LATEST.md,
+// committed, and latest.json).
 // Exits non-zero only if the benchmark could not run.
 //
 // 1. CPU per request, paired: fluxgate vs the floor and vs a second copy of
@@ -9,23 +10,32 @@
 // 2. Start-up (new Miniflare -> first answer), timed on each round's new
 //    instances of the paired measurement; then step by step (the floor, + the
 //    wasm module, + the glue, fluxgate: bench/start-steps.mjs); wasm size.
-// 3. Throughput and latency under concurrency with autocannon (fluxgate only),
-//    latencies compared with the previous run's LATEST.md.
+// 3. Throughput and latency under concurrency with autocannon, on fluxgate
+//    and on the reference build (bench/reference.mjs: the worker as it stood
+//    at BENCH_REFERENCE, default bef49d1, built once and cached in
+//    target/bench-reference/), each in its own Miniflare, in this run: every
+//    phase runs twice per build, interleaved (fluxgate, reference, reference,
+//    fluxgate, the order reversed from one phase to the next). The latency
+//    targets are fluxgate's p50 and p99 over the reference's, phase by phase.
+//    Without a reference build (it failed to build or to answer) the phases
+//    run on fluxgate alone and the report says why.
 //
 // Knobs (environment): BENCH_ROUNDS, BENCH_SETS, BENCH_BATCH_SCALE,
 // BENCH_QUIET_MS, BENCH_PAIRED_SECONDS (paired CPU and start-up: rounds stop,
 // once 3 are done, when this budget is spent); BENCH_SECONDS (autocannon
-// phase length); BENCH_LATENCY_SLACK (fraction a latency may exceed the
-// previous run's and still count as no worse); BENCH_KINDS (keys of the
-// kinds in bench/paired.mjs to measure, comma-separated); BENCH_ONLY=paired|load; BENCH_WORKER_LOGS=1 prints the workers' own lines.
+// phase length: each build's runs of a phase add up to it); BENCH_REFERENCE
+// (git revision of the reference build); BENCH_LATENCY_SLACK (fraction by
+// which fluxgate's latency may exceed the reference's and still count as no
+// worse, default 0.1); BENCH_KINDS (keys of the kinds in bench/paired.mjs to
+// measure, comma-separated); BENCH_ONLY=paired|load; BENCH_WORKER_LOGS=1
+// prints the workers' own lines.
 // BENCH_ONLY or BENCH_KINDS runs are partial: they still overwrite LATEST.md.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { readBaseline } from "./baseline.mjs";
 import { load, PHASE_SECONDS, WARMUP_SECONDS } from "./load.mjs";
-import { CPU_SOURCE, rssBytes, rssSampler } from "./proc.mjs";
+import { CPU_SOURCE, cpuNs, rssBytes, rssSampler } from "./proc.mjs";
 import {
   GENERATE_INPUT,
   measurePaired,
@@ -38,6 +48,7 @@ import {
   verdict,
   waitCopies,
 } from "./paired.mjs";
+import { referenceBuild } from "./reference.mjs";
 import { renderMarkdown, renderText } from "./report.mjs";
 import { measureStartSteps } from "./start-steps.mjs";
 import { AUTH_TOKEN, REPLICATE_TOKEN, root, startEmulator, startStaticServer, startWorker } from "./services.mjs";
@@ -51,9 +62,19 @@ const HEALTH_CONNECTIONS = [1, 32];
 const GENERATE_CONNECTIONS = [1, 16];
 const IMAGE_CONNECTIONS = [1, 32];
 const SHORT_PHASE_SECONDS = Math.max(1, PHASE_SECONDS / 2);
+/** One run of an interleaved phase (two per build): each build gets about a phase's length. */
+const RUN_SECONDS = Math.max(1, PHASE_SECONDS / 2);
+const SHORT_RUN_SECONDS = Math.max(1, SHORT_PHASE_SECONDS / 2);
 const IMAGES = [
   { label: "~100 KB", input: { prompt: "fluxgate benchmark small", seed: 11, output_format: "jpg", output_quality: 80 } },
-  { label: "~2 MB", input: { prompt: "fluxgate benchmark large", seed: 2, output_format: "png", aspect_ratio: "9:21" } },
+  {
+    label: "~2 MB",
+    input: { prompt: "fluxgate benchmark large", seed: 2, output_format: "png", aspect_ratio: "9:21" },
+    // At 32 connections an answer takes over a second: a run as short as
+    // the others' would end with a larger share of the slowest answers still
+    // in flight (autocannon drops those), so each of these runs is a whole phase.
+    runSeconds: (connections) => (connections > 1 ? PHASE_SECONDS : RUN_SECONDS),
+  },
 ];
 const WASM_GZIP_LIMIT_KB = 220;
 const START_LIMIT_MS = 20;
@@ -125,16 +146,100 @@ async function tieredPhase(emulator) {
 }
 
 // ------------------------------------------------------------ autocannon
+//
+// Every latency phase runs on fluxgate and on the reference build (see
+// bench/reference.mjs), each in its own Miniflare, in this run: two runs per
+// build, interleaved (fluxgate, reference, reference, fluxgate, the order
+// reversed from one phase to the next), so that a drift of the machine over
+// the phase weighs on both alike. A build's figure is the median of its runs.
 
-async function healthPhases(worker) {
-  const url = `${worker.url}/health`;
-  await load({ url, connections: 8, seconds: WARMUP_SECONDS });
+/** The builds a latency phase runs on: fluxgate, and the reference when it started. */
+const BUILDS = ["fluxgate", "reference"];
+/** Runs per build and phase. */
+const RUNS_PER_BUILD = 2;
+
+/**
+ * Runs `measure(worker, build)` RUNS_PER_BUILD times per build, interleaved,
+ * the order reversed from one call to the next. Resolves to
+ * { fluxgate: combined, reference: combined | null, order }.
+ */
+let interleavedCalls = 0;
+async function interleaved(workers, measure) {
+  const first = interleavedCalls++ % 2 === 0 ? BUILDS : [...BUILDS].reverse();
+  const order = Array.from({ length: RUNS_PER_BUILD }, (_, k) => (k % 2 ? [...first].reverse() : first))
+    .flat()
+    .filter((b) => workers[b]);
+  const runs = { fluxgate: [], reference: [] };
+  for (const build of order) runs[build].push(await measure(workers[build], build));
+  return { fluxgate: combine(runs.fluxgate), reference: runs.reference.length ? combine(runs.reference) : null, order };
+}
+
+const median = (values) => {
+  const v = values.filter((x) => x != null && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+};
+
+/** A build's runs of one phase: counts summed, rates and percentiles the median of its runs, each run kept. */
+function combine(runs) {
+  const sum = (key) => runs.reduce((n, r) => n + r[key], 0);
+  const out = {
+    connections: runs[0].connections,
+    seconds: sum("seconds"),
+    requests: sum("requests"),
+    ok: sum("ok"),
+    failed: sum("failed"),
+  };
+  for (const key of ["rps", "p50", "p99", "bytesPerSec", "loaderCpuPercent"]) out[key] = median(runs.map((r) => r[key]));
+  if (runs.every((r) => r.rssPeakBytes != null)) {
+    out.rssStartBytes = Math.min(...runs.map((r) => r.rssStartBytes));
+    out.rssPeakBytes = Math.max(...runs.map((r) => r.rssPeakBytes));
+  }
+  out.runs = runs.map(({ seconds, ok, failed, rps, p50, p99 }) => ({ seconds, ok, failed, rps, p50, p99 }));
+  return out;
+}
+
+async function healthPhases(workers) {
+  for (const worker of Object.values(workers)) await load({ url: `${worker.url}/health`, connections: 8, seconds: WARMUP_SECONDS });
   const phases = [];
   for (const connections of HEALTH_CONNECTIONS) {
     log(`GET /health, ${connections} connection(s)`);
-    phases.push(await load({ url, connections, seconds: SHORT_PHASE_SECONDS }));
+    const measured = await interleaved(workers, (worker) =>
+      load({ url: `${worker.url}/health`, connections, seconds: SHORT_RUN_SECONDS }),
+    );
+    phases.push({ connections, ...measured });
   }
   return phases;
+}
+
+/**
+ * Waits until `pids` (the worker's workerd and the emulator) have together
+ * been quiet for `windowMs`: copies into R2 still running in waitUntil keep
+ * one of them busy. For builds that do not index their pending copies (see
+ * waitCopies), this is the wait; for the others, a second look.
+ */
+async function quietTogether(pids, { windowMs = 150, thresholdNs = 3e6, maxMs = 30_000 } = {}) {
+  const used = () => pids.reduce((n, pid) => n + cpuNs(pid), 0);
+  const started = performance.now();
+  let windowStart = started;
+  let base = used();
+  while (performance.now() - started < maxMs) {
+    await new Promise((r) => setTimeout(r, 10));
+    const now = used();
+    if (now - base > thresholdNs) {
+      base = now;
+      windowStart = performance.now();
+    } else if (performance.now() - windowStart >= windowMs) return true;
+  }
+  return false;
+}
+
+/** After a generation phase: its copies into R2 done, so that they do not weigh on the next run. */
+async function settle(worker) {
+  await waitCopies(worker, 60_000);
+  const pids = [worker.pid, worker.emulatorPid].filter(Boolean);
+  if (!(await quietTogether(pids))) log(`${worker.label}: still busy 30 s after a generation phase`);
 }
 
 /** POST /generate through the worker under load, then waits for its copies into R2. */
@@ -147,7 +252,7 @@ async function generateThroughWorker(worker, connections, seconds) {
     headers: workerHeaders,
     body: JSON.stringify({ input: GENERATE_INPUT }),
   });
-  await waitCopies(worker, 60_000);
+  await settle(worker);
   return result;
 }
 
@@ -163,74 +268,104 @@ function generateDirect(emulator, connections, seconds) {
   });
 }
 
-async function generationPhases(worker, emulator) {
+async function generationPhases(workers, emulator) {
   log("POST /generate warm-up");
   await generateDirect(emulator, 16, WARMUP_SECONDS);
-  await generateThroughWorker(worker, 16, WARMUP_SECONDS);
+  for (const worker of Object.values(workers)) await generateThroughWorker(worker, 16, WARMUP_SECONDS);
   const phases = [];
   for (const connections of GENERATE_CONNECTIONS) {
-    log(`POST /generate, ${connections} connection(s): emulator direct, then through the worker`);
+    log(`POST /generate, ${connections} connection(s): emulator direct, then through each build`);
     const direct = await generateDirect(emulator, connections, PHASE_SECONDS);
-    const viaWorker = await generateThroughWorker(worker, connections, PHASE_SECONDS);
-    phases.push({ connections, direct, worker: viaWorker });
+    const measured = await interleaved(workers, (worker) => generateThroughWorker(worker, connections, RUN_SECONDS));
+    phases.push({ connections, direct, worker: measured.fluxgate, reference: measured.reference, order: measured.order });
   }
-  const sample = await generateOne(worker, GENERATE_INPUT);
-  return { input: GENERATE_INPUT, outputBytes: sample.size, contentType: sample.content_type, phases };
+  const sample = await generateOne(workers.fluxgate, GENERATE_INPUT);
+  return { input: GENERATE_INPUT, outputBytes: sample.size, contentType: sample.contentType, phases };
 }
 
-/** Generates one image through the worker and resolves to its KV record once stored. */
-async function generateOne(worker, input) {
+/**
+ * Generates one image through the worker and resolves to { id, size,
+ * contentType } once its bytes are in R2. Judged by its KV record's status
+ * (`image:<id>`, pending until stored, in every build so far); a build whose
+ * record has no status is judged by GET /image/<id> answering 200.
+ */
+async function generateOne(worker, input, timeoutMs = 60_000) {
   const res = await fetch(`${worker.url}/generate`, { method: "POST", headers: workerHeaders, body: JSON.stringify({ input }) });
-  if (!res.ok) throw new Error(`POST /generate ${JSON.stringify(input)}: HTTP ${res.status} ${await res.text()}`);
+  if (!res.ok) throw new Error(`${worker.label}: POST /generate ${JSON.stringify(input)}: HTTP ${res.status} ${await res.text()}`);
   const { id } = await res.json();
-  await waitCopies(worker);
+  if (typeof id !== "string" || !id) throw new Error(`${worker.label}: POST /generate answered no image id`);
+  await waitCopies(worker, timeoutMs);
   const kv = await worker.mf.getKVNamespace("IMAGE_META");
-  const record = JSON.parse(await kv.get(`image:${id}`));
-  if (record.status !== "stored") throw new Error(`image ${id} was not stored: ${record.last_error}`);
-  return record;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await kv.get(`image:${id}`);
+    let record = null;
+    try {
+      record = text == null ? null : JSON.parse(text);
+    } catch {}
+    if (record?.status === "stored") return { id, size: record.size, contentType: record.content_type };
+    if (record?.status === "failed") throw new Error(`${worker.label}: image ${id} was not stored: ${record.last_error}`);
+    if (record != null && record.status == null) {
+      const image = await fetch(`${worker.url}/image/${id}`);
+      const bytes = Buffer.from(await image.arrayBuffer());
+      if (image.ok) return { id, size: bytes.length, contentType: image.headers.get("content-type") };
+    }
+    if (Date.now() > deadline) throw new Error(`${worker.label}: image ${id} not stored after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
-/** Stores the test images through the worker and copies their bytes, as served, to `dir`. */
+/** Stores the test images through the worker and, when `dir` is given, copies their bytes as served to it. */
 async function storeImages(worker, dir) {
   const items = [];
   for (const { label, input } of IMAGES) {
     const { id } = await generateOne(worker, input);
     const res = await fetch(`${worker.url}/image/${id}`);
-    if (!res.ok) throw new Error(`GET /image/${id}: HTTP ${res.status}`);
+    if (!res.ok) throw new Error(`${worker.label}: GET /image/${id}: HTTP ${res.status}`);
     const bytes = Buffer.from(await res.arrayBuffer());
-    writeFileSync(join(dir, id), bytes);
+    if (dir) writeFileSync(join(dir, id), bytes);
     items.push({ label, input, id, bytes: bytes.length, contentType: res.headers.get("content-type") });
   }
   return items;
 }
 
-async function imagePhases(worker, items, dir) {
+/**
+ * `itemsByBuild`: each build's own images (stored through it, in its own R2),
+ * in IMAGES' order; fluxgate's are also in `dir`, for the static server.
+ */
+async function imagePhases(workers, itemsByBuild, dir) {
   const server = await startStaticServer(dir);
   try {
-    const rssBeforeBytes = rssBytes(worker.pid);
+    const rssBeforeBytes = rssBytes(workers.fluxgate.pid);
     const phases = [];
-    for (const item of items) {
-      const workerUrl = `${worker.url}/image/${item.id}`;
+    for (const [i, item] of itemsByBuild.fluxgate.entries()) {
+      const urls = Object.fromEntries(Object.entries(workers).map(([b, w]) => [b, `${w.url}/image/${itemsByBuild[b][i].id}`]));
       const staticUrl = `${server.url}/${item.id}`;
       log(`GET /image ${item.label} warm-up`);
-      await load({ url: workerUrl, connections: 8, seconds: WARMUP_SECONDS });
-      await load({ url: staticUrl, connections: 8, seconds: WARMUP_SECONDS });
+      for (const url of [...Object.values(urls), staticUrl]) await load({ url, connections: 8, seconds: WARMUP_SECONDS });
       for (const connections of IMAGE_CONNECTIONS) {
-        log(`GET /image ${item.label}, ${connections} connection(s): worker, then static server`);
-        const viaWorker = await withPeakRss(worker.pid, () => load({ url: workerUrl, connections }));
+        const seconds = IMAGES[i].runSeconds?.(connections) ?? RUN_SECONDS;
+        log(`GET /image ${item.label}, ${connections} connection(s): each build, then the static server`);
+        const measured = await interleaved(workers, (worker, build) =>
+          withPeakRss(worker.pid, () => load({ url: urls[build], connections, seconds })),
+        );
         const staticResult = await load({ url: staticUrl, connections });
         phases.push({
           label: item.label,
           bytes: item.bytes,
+          referenceBytes: itemsByBuild.reference?.[i].bytes ?? null,
           connections,
-          worker: viaWorker,
+          worker: measured.fluxgate,
+          reference: measured.reference,
+          order: measured.order,
           static: staticResult,
-          throughputRatio: viaWorker.rps / staticResult.rps,
+          throughputRatio: measured.fluxgate.rps / staticResult.rps,
+          referenceThroughputRatio: measured.reference ? measured.reference.rps / staticResult.rps : null,
         });
       }
     }
     const rssPeakBytes = Math.max(rssBeforeBytes, ...phases.map((p) => p.worker.rssPeakBytes));
-    return { items, phases, memory: { rssBeforeBytes, rssPeakBytes, rssAfterBytes: rssBytes(worker.pid) } };
+    return { items: itemsByBuild.fluxgate, phases, memory: { rssBeforeBytes, rssPeakBytes, rssAfterBytes: rssBytes(workers.fluxgate.pid) } };
   } finally {
     await server.close();
   }
@@ -244,20 +379,55 @@ async function withPeakRss(pid, phase) {
   return { ...result, rssStartBytes, rssPeakBytes: sampler.stop() };
 }
 
-async function loadPhases(emulator) {
+/**
+ * Starts the reference build next to fluxgate and stores its images; on any
+ * failure (it does not start, its answers are not what the bench needs),
+ * records why in `reference.error` and resolves to null: the phases then run
+ * on fluxgate alone.
+ */
+async function startReference(reference, emulator) {
+  if (reference.error) return null;
+  let worker = null;
+  try {
+    worker = Object.assign(await startWorker(emulator.url, reference.script), { label: "reference", emulatorPid: emulator.pid });
+    return worker;
+  } catch (error) {
+    reference.error = `it did not start: ${error.message}`;
+    log(`reference: ${reference.error}`);
+    await worker?.mf.dispose().catch(() => {});
+    return null;
+  }
+}
+
+async function loadPhases(emulator, reference) {
   const started = performance.now();
-  const worker = await startWorker(emulator.url);
+  const workers = {};
   const dir = mkdtempSync(join(tmpdir(), "fluxgate-bench-"));
   try {
-    const health = await healthPhases(worker);
-    const generation = await generationPhases(worker, emulator);
+    workers.fluxgate = Object.assign(await startWorker(emulator.url), { label: "fluxgate", emulatorPid: emulator.pid });
+    const ref = await startReference(reference, emulator);
+    if (ref) workers.reference = ref;
+    // The reference's answers are checked before any phase: a build that
+    // cannot generate and store an image is left out rather than measured.
+    const itemsByBuild = { fluxgate: await storeImages(workers.fluxgate, dir) };
+    if (workers.reference) {
+      try {
+        itemsByBuild.reference = await storeImages(workers.reference, null);
+      } catch (error) {
+        reference.error = `its answers are not what the bench needs: ${error.message}`;
+        log(`reference: ${reference.error}`);
+        await workers.reference.mf.dispose().catch(() => {});
+        delete workers.reference;
+      }
+    }
+    const health = await healthPhases(workers);
+    const generation = await generationPhases(workers, emulator);
     generation.overhead = overheads(generation);
-    const items = await storeImages(worker, dir);
-    const images = await imagePhases(worker, items, dir);
+    const images = await imagePhases(workers, itemsByBuild, dir);
     return { health, generation, images, seconds: (performance.now() - started) / 1000 };
   } finally {
     rmSync(dir, { recursive: true, force: true });
-    await worker.mf.dispose();
+    for (const worker of Object.values(workers)) await worker.mf.dispose().catch((e) => log(`cleanup: ${e.message}`));
   }
 }
 
@@ -276,14 +446,18 @@ function overheads(generation) {
 
 // ------------------------------------------------------------ targets
 
-/** p50 and p99 of every autocannon phase of fluxgate, by name ("GET /health c1"). */
+/**
+ * p50 and p99 of every autocannon phase, by name ("GET /health c1"), for
+ * each build: { fluxgate: { p50, p99, runs }, reference: ... | null }.
+ */
 export function latencies(results) {
   const out = {};
-  const put = (name, m) => (out[name] = { p50: m.p50, p99: m.p99 });
+  const pick = (m) => m && { p50: m.p50, p99: m.p99, runs: m.runs?.map(({ p50, p99 }) => ({ p50, p99 })) };
+  const put = (name, fluxgate, reference) => (out[name] = { fluxgate: pick(fluxgate), reference: pick(reference) });
   if (!results.health) return out;
-  for (const p of results.health) put(`GET /health c${p.connections}`, p);
-  for (const p of results.generation.phases) put(`POST /generate c${p.connections}`, p.worker);
-  for (const p of results.images.phases) put(`GET /image ${p.label} c${p.connections}`, p.worker);
+  for (const p of results.health) put(`GET /health c${p.connections}`, p.fluxgate, p.reference);
+  for (const p of results.generation.phases) put(`POST /generate c${p.connections}`, p.worker, p.reference);
+  for (const p of results.images.phases) put(`GET /image ${p.label} c${p.connections}`, p.worker, p.reference);
   return out;
 }
 
@@ -324,15 +498,19 @@ function targets(results) {
   return list;
 }
 
-/** Each latency against the previous run's: no worse = at most (1 + slack) times it. */
-function latencyTargets(current, baseline) {
-  return Object.entries(current).flatMap(([name, now]) =>
+/**
+ * Each latency of fluxgate against the reference's in the same phases: no
+ * worse = at most (1 + slack) times it.
+ */
+function latencyTargets(current, reference) {
+  return Object.entries(current).flatMap(([name, { fluxgate, reference: ref }]) =>
     ["p50", "p99"].map((pct) => {
-      const before = baseline?.latency?.[name]?.[pct];
-      if (now[pct] == null) return { name, pct, now: null, before, result: "no figure (no 2xx answers)" };
-      if (before == null) return { name, pct, now: now[pct], before: null, result: "no baseline" };
-      const ok = now[pct] <= before * (1 + LATENCY_SLACK);
-      return { name, pct, now: now[pct], before, ratio: now[pct] / before, result: ok ? "met" : "NOT met" };
+      const now = fluxgate?.[pct] ?? null;
+      const before = ref?.[pct] ?? null;
+      if (now == null) return { name, pct, now: null, before, result: "no figure (no 2xx answers)" };
+      if (before == null) return { name, pct, now, before: null, result: reference?.error ? "no reference" : "no reference figure" };
+      const ok = now <= before * (1 + LATENCY_SLACK);
+      return { name, pct, now, before, ratio: now / before, result: ok ? "met" : "NOT met" };
     }),
   );
 }
@@ -349,7 +527,6 @@ async function main() {
     if (!existsSync(join(root, file))) throw new Error(`${file} is missing: run npm run build first`);
   }
   const clock = performance.now();
-  const baseline = readBaseline(join(root, "bench/results/LATEST.md"));
   const cleanups = [];
   try {
     const results = {
@@ -371,10 +548,15 @@ async function main() {
         minRounds: MIN_ROUNDS,
         pairedBudgetSeconds: PAIRED_BUDGET_SECONDS,
         latencySlack: LATENCY_SLACK,
+        latencyRunsPerBuild: RUNS_PER_BUILD,
+        latencyRunSeconds: RUN_SECONDS,
+        healthRunSeconds: SHORT_RUN_SECONDS,
       },
-      baseline: baseline && { from: baseline.from, startedAt: baseline.startedAt },
       size: sizes(),
     };
+    // Built (or found in its cache) before anything is measured: a first
+    // build takes minutes of both cores.
+    if (ONLY !== "paired") results.reference = await referenceBuild({ log });
     const emulator = await startEmulator();
     cleanups.push(() => emulator.close());
     if (ONLY !== "load") {
@@ -384,10 +566,10 @@ async function main() {
       results.startSteps = await measureStartSteps(emulator.url, 7);
       results.tiered = { v8Flags: TIERED_V8_FLAGS, ...(await tieredPhase(emulator)) };
     }
-    if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator));
+    if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator, results.reference));
     results.latency = latencies(results);
     results.targets = targets(results);
-    results.latencyTargets = latencyTargets(results.latency, baseline);
+    results.latencyTargets = latencyTargets(results.latency, results.reference);
     results.environment.loadAverageAtEnd = loadavg();
     results.environment.cpuProbeMsAtEnd = cpuProbe();
     results.runSeconds = (performance.now() - clock) / 1000;
