@@ -42,10 +42,7 @@ function runSection(r) {
     `CPU per request: ${e.cpuSource}; ${r.paired ? r.paired.rounds : "-"} rounds (asked ${e.rounds}; at least ${e.minRounds}, more while within ${e.pairedBudgetSeconds} s) x ${e.setsPerRound} sets per kind`,
   ];
   if (r.health) {
-    notes.push(
-      `autocannon: each phase runs ${e.latencyRunsPerBuild} times per build (fluxgate, and the reference when there is one), interleaved, ${e.latencyRunSeconds} s a run (GET /health ${e.healthRunSeconds} s; GET /image ~2 MB at 32 connections ${e.phaseSeconds} s), after ${e.warmupSeconds} s warm-up per build; latencies are per response, 2xx only`,
-    );
-    notes.push(`reference: ${referenceLine(r.reference)}`);
+    notes.push(`autocannon: each phase runs ${e.latencyRunsPerBuild} times per build (fluxgate, and the reference when there is one), interleaved, ${e.latencyRunSeconds} s a run (GET /health ${e.healthRunSeconds} s; GET /image ~2 MB at 32 connections ${e.phaseSeconds} s), after ${e.warmupSeconds} s warm-up per build; latencies are per response, 2xx only`);
   }
   return { title: "Run", notes };
 }
