@@ -186,7 +186,7 @@ impl RequestContext {
             if work.is_empty() {
                 return;
             }
-            futures_util::future::join_all(work).await;
+            super::join::join_all(work).await;
         }
     }
 

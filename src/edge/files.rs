@@ -5,8 +5,8 @@
 //! `service` for the service's token, a hash of the token otherwise);
 //! another's file is a 404, as a missing one.
 
+use super::join::join_all;
 use super::request::Request;
-use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::Response;
 

@@ -3,8 +3,8 @@
 //! `DELETE /image/{id}`, by its owner or the operator. Nobody sees or
 //! deletes another's images: those are answered as not found.
 
+use super::join::join_all;
 use super::request::Request;
-use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::Response;
 

@@ -260,7 +260,7 @@ pub async fn follow(
         owner: Some(job.subject.clone()),
     });
     let records: Vec<ImageRecord> = records.collect();
-    let writes = futures_util::future::join_all(records.iter().map(|r| store.put_record(r)));
+    let writes = super::join::join_all(records.iter().map(|r| store.put_record(r)));
     let (index_written, open, records_written) =
         futures_util::join!(store.put_prediction_index(&prediction.id, index), store.open_job(&prediction.id), writes);
     index_written?;

@@ -2,8 +2,8 @@
 //! API (`/admin/keys`) that makes, lists and revokes them. Only a key's hash
 //! is ever stored (see `crate::api_keys`).
 
+use super::join::join_all;
 use super::request::Request;
-use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::Response;
 

@@ -18,6 +18,7 @@ mod health;
 mod image;
 mod images;
 mod jobs;
+mod join;
 mod keys;
 mod kv;
 mod models;

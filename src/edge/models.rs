@@ -2,7 +2,7 @@
 //! its published schema gives them (type, default, range, allowed values,
 //! which are images). Needs no auth: it says nothing secret.
 
-use futures_util::future::join_all;
+use super::join::join_all;
 use serde_json::{json, Value};
 use worker::Response;
 

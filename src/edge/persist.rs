@@ -13,7 +13,8 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use futures_util::future::{join_all, LocalBoxFuture};
+use super::join::join_all;
+use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 
 use super::net::now_ms;

@@ -2,8 +2,8 @@
 //! token or the caller's Replicate token, answering Replicate's objects with
 //! outputs copied into R2 and served from our URLs.
 
+use super::join::join_all;
 use super::request::Request;
-use futures_util::future::join_all;
 use serde_json::Value;
 use worker::wasm_bindgen::JsValue;
 use worker::{Headers, Method, Response};
