@@ -6,6 +6,8 @@
 //! service's `AUTH_TOKEN`. Counters live in KV as JSON under
 //! `usage:<subject>:<YYYY-MM-DD>`.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::cache_key::sha256_hex;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +75,70 @@ impl Usage {
     /// What counts against a daily quota: generations, cached or not.
     pub fn quota_used(&self) -> u64 {
         self.generations.saturating_add(self.cache_hits)
+    }
+}
+
+/// One isolate's usage bookkeeping, by usage KV key: the running totals as
+/// last written (`Usage::merge`d with what KV said), what was counted and
+/// not written yet, and which keys have a write under way. Counting is
+/// immediate and exact here; writing reads KV, joins and writes the sum, one
+/// write per key at a time, each taking everything counted until then.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    totals: HashMap<String, Usage>,
+    unwritten: HashMap<String, Usage>,
+    writing: HashSet<String>,
+}
+
+impl Ledger {
+    /// Counts `delta` under `key`: every `view` sees it from now on.
+    pub fn count(&mut self, key: &str, delta: &Usage) {
+        self.unwritten.entry(key.to_owned()).or_default().add(delta);
+    }
+
+    /// The usage under `key` as far as this isolate knows, given what KV
+    /// holds (`stored`): the larger of that and the running total, plus
+    /// what is counted and not written yet.
+    pub fn view(&self, key: &str, stored: Option<&Usage>) -> Usage {
+        let mut usage = stored.copied().unwrap_or_default();
+        if let Some(total) = self.totals.get(key) {
+            usage.merge(total);
+        }
+        if let Some(counted) = self.unwritten.get(key) {
+            usage.add(counted);
+        }
+        usage
+    }
+
+    /// Whether something counted under `key` waits to be written.
+    pub fn has_unwritten(&self, key: &str) -> bool {
+        self.unwritten.contains_key(key)
+    }
+
+    /// Marks a write of `key` as under way; false when one already is (it
+    /// will take what is counted meanwhile).
+    pub fn start_writing(&mut self, key: &str) -> bool {
+        self.writing.insert(key.to_owned())
+    }
+
+    pub fn stop_writing(&mut self, key: &str) {
+        self.writing.remove(key);
+    }
+
+    /// Takes what was counted under `key` (of `day`), joined with what KV
+    /// holds (`stored`): the new total to write, and whether it is the
+    /// subject's first usage that day (neither KV nor this isolate had any).
+    /// `None` when nothing was counted. Totals of other days are dropped.
+    pub fn settle(&mut self, key: &str, day: &str, stored: Option<&Usage>) -> Option<(Usage, bool)> {
+        let delta = self.unwritten.remove(key)?;
+        self.totals.retain(|k, _| k.ends_with(day));
+        let first = !self.totals.contains_key(key) && stored.is_none();
+        let total = self.totals.entry(key.to_owned()).or_default();
+        if let Some(stored) = stored {
+            total.merge(stored);
+        }
+        total.add(&delta);
+        Some((*total, first))
     }
 }
 
@@ -182,6 +248,80 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn generations(n: u64) -> Usage {
+        Usage { generations: n, ..Usage::default() }
+    }
+
+    #[test]
+    fn ledger_counts_at_once_and_writes_later() {
+        let mut ledger = Ledger::default();
+        let key = usage_kv_key("k", "2026-11-22");
+        ledger.count(&key, &generations(1));
+        // Seen before any write, on top of what KV holds.
+        assert_eq!(ledger.view(&key, None).generations, 1);
+        assert_eq!(ledger.view(&key, Some(&generations(4))).generations, 5);
+        assert!(ledger.has_unwritten(&key));
+        let (total, first) = ledger.settle(&key, "2026-11-22", None).unwrap();
+        assert_eq!((total.generations, first), (1, true));
+        assert!(!ledger.has_unwritten(&key));
+        // Written: the total stands in for KV until KV catches up.
+        assert_eq!(ledger.view(&key, None).generations, 1);
+        assert_eq!(ledger.settle(&key, "2026-11-22", None), None, "nothing counted, nothing to write");
+    }
+
+    #[test]
+    fn ledger_joins_what_kv_holds_by_maximum_and_adds_the_counted() {
+        let mut ledger = Ledger::default();
+        let key = usage_kv_key("k", "2026-11-22");
+        ledger.count(&key, &generations(1));
+        ledger.settle(&key, "2026-11-22", None).unwrap();
+        // Another isolate wrote 7 meanwhile; two more counted here.
+        ledger.count(&key, &generations(1));
+        ledger.count(&key, &generations(1));
+        let (total, first) = ledger.settle(&key, "2026-11-22", Some(&generations(7))).unwrap();
+        assert_eq!((total.generations, first), (9, false));
+        // A stale read of KV (older than this isolate's write) takes nothing back.
+        ledger.count(&key, &generations(1));
+        let (total, _) = ledger.settle(&key, "2026-11-22", Some(&generations(3))).unwrap();
+        assert_eq!(total.generations, 10);
+    }
+
+    #[test]
+    fn ledger_one_write_per_key_at_a_time_takes_what_is_counted_meanwhile() {
+        let mut ledger = Ledger::default();
+        let key = usage_kv_key("k", "2026-11-22");
+        ledger.count(&key, &generations(1));
+        assert!(ledger.start_writing(&key));
+        // Counted while the write reads KV: a second write is not started...
+        ledger.count(&key, &generations(1));
+        assert!(!ledger.start_writing(&key));
+        // ...the one under way takes both.
+        let (total, _) = ledger.settle(&key, "2026-11-22", None).unwrap();
+        assert_eq!(total.generations, 2);
+        // Counted after it took them: it goes around again before it stops.
+        ledger.count(&key, &Usage::cache_hit());
+        assert!(ledger.has_unwritten(&key));
+        let (total, first) = ledger.settle(&key, "2026-11-22", Some(&generations(2))).unwrap();
+        assert_eq!((total.generations, total.cache_hits, first), (2, 1, false));
+        ledger.stop_writing(&key);
+        assert!(ledger.start_writing(&key));
+        // Other keys are written independently.
+        assert!(ledger.start_writing(&usage_kv_key("other", "2026-11-22")));
+    }
+
+    #[test]
+    fn ledger_drops_totals_of_other_days() {
+        let mut ledger = Ledger::default();
+        let yesterday = usage_kv_key("k", "2026-11-21");
+        let today = usage_kv_key("k", "2026-11-22");
+        ledger.count(&yesterday, &generations(3));
+        ledger.settle(&yesterday, "2026-11-21", None).unwrap();
+        ledger.count(&today, &generations(1));
+        let (total, first) = ledger.settle(&today, "2026-11-22", None).unwrap();
+        assert_eq!((total.generations, first), (1, true));
+        assert_eq!(ledger.view(&yesterday, None).generations, 0, "yesterday's total is gone");
+    }
 
     const DAY_MS: u64 = 86_400_000;
 

@@ -177,6 +177,25 @@ describe("API keys", () => {
     assert.equal(admin.usage.find((u) => u.subject === id).usage.generations, 1);
   });
 
+  test("generations at once are each counted, in this isolate at once and in KV after the answers", async () => {
+    const w = await worker();
+    const { id, key } = await createKey(w);
+    const answers = await Promise.all([1, 2, 3, 4, 5].map((n) => generateAs(w, key, uniquePrompt(`burst ${n}`))));
+    assert.deepEqual(answers.map((r) => r.status), [200, 200, 200, 200, 200]);
+    // Counted before any write to KV lands: this isolate adds what it has not written yet.
+    const seen = await (await w.fetch("/usage", { headers: as(key) })).json();
+    assert.equal(seen.usage.generations, 5);
+    // Written to KV after the answers, with nothing lost between the writes.
+    const day = new Date().toISOString().slice(0, 10);
+    const kv = await w.mf.getKVNamespace("IMAGE_META");
+    const written = await eventually(async () => {
+      const usage = JSON.parse((await kv.get(`usage:${id}:${day}`)) ?? "{}");
+      return usage.generations === 5 && usage;
+    }, 8000, "five generations written to KV");
+    assert.equal(written.generations, 5);
+    assert.notEqual(await kv.get(`usage-day:${day}:${id}`), null, "the day's index of subjects lists the key");
+  });
+
   test("one key cannot list or delete another's images", async () => {
     const w = await worker();
     const a = await createKey(w);

@@ -10,11 +10,12 @@
 //! generation's time may both run it.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::kv::PutOptions;
 use super::net::{now_ms, sleep_ms};
 use super::store::source_still_valid;
 use super::RequestContext;
@@ -26,6 +27,8 @@ use crate::models::ModelRef;
 thread_local! {
     /// Cache keys whose generation runs in this isolate now.
     static RUNNING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    /// Entries made in this isolate whose KV write is still under way.
+    static KEEPING: RefCell<HashMap<String, Entry>> = RefCell::new(HashMap::new());
 }
 
 /// What a cached generation answers again.
@@ -87,8 +90,12 @@ pub fn plan(
 }
 
 /// The kept answer for `key`, if every one of its images still exists
-/// (stored, or still copyable from Replicate).
+/// (stored, or still copyable from Replicate); one made here a moment ago
+/// (its KV write still under way) as it is.
 pub async fn lookup(cx: &RequestContext, key: &str) -> Option<Entry> {
+    if let Some(entry) = KEEPING.with(|k| k.borrow().get(key).cloned()) {
+        return Some(entry);
+    }
     let store = cx.store().ok()?;
     let entry: Entry = serde_json::from_str(&store.get_text(key).await.ok()??).ok()?;
     for id in &entry.ids {
@@ -123,11 +130,19 @@ pub async fn join(cx: &RequestContext, key: &str, deadline_ms: u64) -> Option<En
     lookup(cx, key).await
 }
 
-/// Keeps a fresh answer for `CACHE_TTL_SECONDS`.
-pub async fn keep(cx: &RequestContext, key: &str, entry: &Entry) {
+/// Keeps a fresh answer for `CACHE_TTL_SECONDS`: written to KV after the
+/// answer (`wait_until`); until it is there, this isolate's lookups find it
+/// in memory.
+pub fn keep(cx: &RequestContext, key: &str, entry: &Entry) {
     let (Ok(store), Ok(config)) = (cx.store(), cx.config()) else { return };
     let Ok(text) = serde_json::to_string(entry) else { return };
-    if let Err(e) = store.put_text_for(key, text, config.cache_ttl_seconds).await {
-        worker::console_warn!("[{}] {e}", cx.request_id);
-    }
+    KEEPING.with(|k| k.borrow_mut().insert(key.to_owned(), entry.clone()));
+    let (kv, key, ttl, request_id) =
+        (store.kv().clone(), key.to_owned(), config.cache_ttl_seconds, cx.request_id.clone());
+    cx.wait_until(async move {
+        if let Err(e) = kv.put(&key, &text, PutOptions::ttl(ttl)).await {
+            worker::console_warn!("[{request_id}] KV write {key}: {e}");
+        }
+        KEEPING.with(|k| k.borrow_mut().remove(&key));
+    });
 }

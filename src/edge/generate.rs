@@ -170,13 +170,13 @@ impl<'a> Run<'a> {
                     n.cache_hit = true;
                     n.prediction_id = Some(entry.prediction_id.clone());
                 });
-                super::usage::count_cache_hit(cx).await;
+                super::usage::count_cache_hit(cx);
                 return Ok((entry.body(cx), "HIT"));
             }
         }
         let result = self.generate(job).await;
         if let Ok((_, entry)) = &result {
-            super::cache::keep(cx, &plan.key, entry).await;
+            super::cache::keep(cx, &plan.key, entry);
         }
         if mine {
             super::cache::finish(&plan.key);

@@ -6,13 +6,19 @@
 //! Counters are JSON under `usage:<subject>:<day>` in KV, which has no
 //! atomic increment: each update reads, adds and writes. Within an isolate
 //! updates are exact (a running total kept in memory is joined with what KV
-//! says, by maximum); across isolates, two updates within one KV round trip
-//! (or KV's propagation delay, up to a minute between locations) may lose
-//! one increment. Quotas are therefore approximate: a key may overrun its
-//! daily quota by about the number of its concurrent requests.
+//! says, by maximum, and what is counted but not yet written is added to
+//! every read); across isolates, two updates within one KV round trip (or
+//! KV's propagation delay, up to a minute between locations) may lose one
+//! increment. Quotas are therefore approximate: a key may overrun its daily
+//! quota by about the number of its concurrent requests.
+//!
+//! A generation is counted in this isolate before it is sent to Replicate,
+//! and written to KV after the answer (`wait_until`): the KV round trips are
+//! not on the caller's wait. One write per key runs at a time in an isolate;
+//! what is counted meanwhile goes into its next turn, so a burst of requests
+//! writes a key a few times, not once per request.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use super::kv::{Kv, PutOptions};
 use super::request::Request;
@@ -26,7 +32,7 @@ use crate::error::ApiError;
 use crate::metadata::ImageRecord;
 use crate::usage::{
     day_of, is_day, minute_counter, quota_remaining, rate_limit_headers, seconds_until_utc_midnight, usage_kv_key,
-    Usage,
+    Ledger, Usage,
 };
 
 /// The Rate Limiting binding, as declared in wrangler.toml.
@@ -39,53 +45,78 @@ const DEFAULT_USER_TOKEN_DAILY_BYTES: u64 = 100 * 1024 * 1024;
 const DEFAULT_KEY_LIMITER_LIMIT: u32 = 60;
 
 thread_local! {
-    /// This isolate's running totals, by usage KV key (today's only).
-    static TOTALS: RefCell<HashMap<String, Usage>> = RefCell::new(HashMap::new());
+    /// This isolate's usage: running totals, what is counted and not yet written.
+    static LEDGER: RefCell<Ledger> = RefCell::new(Ledger::default());
 }
 
 /// What `subject` used on `day`, as far as this isolate and KV know.
 pub async fn read(kv: &Kv, subject: &str, day: &str) -> Usage {
     let key = usage_kv_key(subject, day);
-    let mut usage = stored(kv, &key).await.unwrap_or_default();
-    TOTALS.with(|t| {
-        if let Some(mine) = t.borrow().get(&key) {
-            usage.merge(mine);
-        }
-    });
-    usage
+    let stored = stored(kv, &key).await;
+    LEDGER.with(|l| l.borrow().view(&key, stored.as_ref()))
 }
 
 async fn stored(kv: &Kv, key: &str) -> Option<Usage> {
     kv.get_text(key).await.ok().flatten().and_then(|t| serde_json::from_str(&t).ok())
 }
 
-/// Counts `delta` for `subject` today. Failures are logged, never answered.
+/// Counts `delta` for `subject` today and writes it to KV. Failures are
+/// logged, never answered.
 pub async fn add(kv: &Kv, subject: &str, delta: Usage) {
+    let day = count(subject, delta);
+    write(kv.clone(), subject.to_owned(), day).await;
+}
+
+/// Counts `delta` for `subject` today in this isolate (every read here sees
+/// it at once); answers the day, for `write`.
+fn count(subject: &str, delta: Usage) -> String {
     let day = day_of(now_ms());
-    let key = usage_kv_key(subject, &day);
-    let from_kv = stored(kv, &key).await;
-    let (total, first) = TOTALS.with(|t| {
-        let mut t = t.borrow_mut();
-        t.retain(|k, _| k.ends_with(&day));
-        let first = !t.contains_key(&key);
-        let total = t.entry(key.clone()).or_default();
-        if let Some(s) = &from_kv {
-            total.merge(s);
+    LEDGER.with(|l| l.borrow_mut().count(&usage_kv_key(subject, &day), &delta));
+    day
+}
+
+/// Counts `delta` for `subject` today, written to KV after the answer.
+fn count_later(cx: &RequestContext, kv: &Kv, subject: &str, delta: Usage) {
+    let day = count(subject, delta);
+    cx.wait_until(write(kv.clone(), subject.to_owned(), day));
+}
+
+/// Writes what this isolate counted for `subject` on `day`: reads KV, joins
+/// it with the running total, adds what was counted and writes the sum,
+/// until nothing counted is left. A write already under way for the key
+/// takes over what is counted meanwhile.
+async fn write(kv: Kv, subject: String, day: String) {
+    let key = usage_kv_key(&subject, &day);
+    let Some(_writing) = Writing::start(&key) else { return };
+    while LEDGER.with(|l| l.borrow().has_unwritten(&key)) {
+        let stored = stored(&kv, &key).await;
+        let Some((total, first)) = LEDGER.with(|l| l.borrow_mut().settle(&key, &day, stored.as_ref())) else { break };
+        let Ok(text) = serde_json::to_string(&total) else { break };
+        if let Err(e) = kv.put(&key, &text, PutOptions::none()).await {
+            worker::console_warn!("KV write {key}: {e}");
         }
-        total.add(&delta);
-        (*total, first && from_kv.is_none())
-    });
-    let Ok(text) = serde_json::to_string(&total) else { return };
-    let put = kv.put(&key, &text, PutOptions::none());
-    if let Err(e) = put.await {
-        worker::console_warn!("KV write {key}: {e}");
+        if first {
+            let index = format!("{DAY_INDEX_PREFIX}{day}:{subject}");
+            if let Err(e) = kv.put(&index, "", PutOptions::none()).await {
+                worker::console_warn!("KV write {index}: {e}");
+            }
+        }
     }
-    if first {
-        let index = format!("{DAY_INDEX_PREFIX}{day}:{subject}");
-        let put = kv.put(&index, "", PutOptions::none());
-        if let Err(e) = put.await {
-            worker::console_warn!("KV write {index}: {e}");
-        }
+}
+
+/// A usage key's write under way in this isolate; it ends when dropped
+/// (also when the runtime drops the work unfinished).
+struct Writing(String);
+
+impl Writing {
+    fn start(key: &str) -> Option<Self> {
+        LEDGER.with(|l| l.borrow_mut().start_writing(key)).then(|| Writing(key.to_owned()))
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        LEDGER.with(|l| l.borrow_mut().stop_writing(&self.0));
     }
 }
 
@@ -125,9 +156,9 @@ pub fn user_token_daily_bytes(cx: &RequestContext) -> Result<u64, ApiError> {
 /// the generation. The operator has no limits; callers with their own
 /// Replicate token have none on generations, only on what they store.
 /// Counts a cache hit for the caller, apart from generations.
-pub async fn count_cache_hit(cx: &RequestContext) {
+pub fn count_cache_hit(cx: &RequestContext) {
     let (Ok(store), Some(subject)) = (cx.store(), cx.subject()) else { return };
-    add(store.kv(), &subject, Usage::cache_hit()).await;
+    count_later(cx, store.kv(), &subject, Usage::cache_hit());
 }
 
 pub async fn admit(cx: &RequestContext, caller: &Caller) -> Result<(), ApiError> {
@@ -181,7 +212,7 @@ pub async fn admit(cx: &RequestContext, caller: &Caller) -> Result<(), ApiError>
             return Err(too_many(limit, reset, "This Replicate token has stored its daily allowance of bytes here"));
         }
     }
-    add(kv, &caller.subject, Usage { generations: 1, ..Usage::default() }).await;
+    count_later(cx, kv, &caller.subject, Usage { generations: 1, ..Usage::default() });
     Ok(())
 }
 
@@ -213,7 +244,7 @@ pub async fn admin(req: &Request, cx: &RequestContext) -> Result<Response, ApiEr
     let prefix = format!("{DAY_INDEX_PREFIX}{day}:");
     let names = kv.all_names(&prefix).await.map_err(|e| ApiError::internal().with_cause(format!("KV list: {e}")))?;
     let subjects: Vec<String> = names.into_iter().map(|name| name[prefix.len()..].to_owned()).collect();
-    let usages = futures_util::future::join_all(subjects.iter().map(|s| read(kv, s, &day))).await;
+    let usages = super::join::join_all(subjects.iter().map(|s| read(kv, s, &day))).await;
     let usage: Vec<_> =
         subjects.iter().zip(usages).map(|(subject, usage)| json!({ "subject": subject, "usage": usage })).collect();
     respond::json(200, &json!({ "day": day, "usage": usage }))
