@@ -5,14 +5,17 @@
 // simulators cost by themselves; fluxgate minus the floor is fluxgate's own
 // code. Keep it in step with the calls fluxgate makes per request:
 //
-//   GET /health        KV get stats:lost (src/edge/health.rs, Store::lost_count)
+//   GET /health        KV get stats:lost, at most once per 10 s per isolate
+//                      (src/edge/health.rs, Store::lost_count_recent)
 //   POST /generate     src/edge/generate.rs, usage.rs, persist.rs, store.rs,
 //                      called with AUTH_TOKEN (subject "service", no limits;
 //                      the model's schema is kept per isolate after the
 //                      first request, so no schema call follows):
-//                      usage::admit -> usage::add: KV get usage:service:<day>,
-//                        KV put of it (and KV put usage-day:<day>:service
-//                        when KV had no usage for the day yet);
+//                      usage::admit counts the generation, written after
+//                        the answer (waitUntil: usage::write): KV get
+//                        usage:service:<day>, KV put of it (and KV put
+//                        usage-day:<day>:service when KV had no usage for
+//                        the day yet);
 //                      fetch: create with Prefer: wait (the emulator answers
 //                        it finished, so no poll follows);
 //                      before answering, concurrently (persist::keep_outputs,
@@ -21,10 +24,11 @@
 //                        owner's index), KV put image:<id> (the record,
 //                        pending, with its KV metadata), KV put pending:<id>
 //                        (with a TTL), KV put prediction:<prediction id>;
-//                      then KV put cache:<sha-256> (the answer kept for an
-//                        identical request, with a TTL: the input names a
-//                        seed, and `Cache-Control: no-cache` still keeps it);
-//                      answer; then in waitUntil (Store::copy):
+//                      answer; then in waitUntil: KV put cache:<sha-256>
+//                        (the answer kept for an identical request, with a
+//                        TTL: the input names a seed, and `Cache-Control:
+//                        no-cache` still keeps it: cache::keep);
+//                      and (Store::copy):
 //                        R2 head <id> (Store::already_stored),
 //                        fetch the output (Store::copy_from),
 //                        R2 put <id> streaming the body (fluxgate tees it
@@ -55,9 +59,13 @@ export default {
   },
 };
 
+let lostSeen = null;
 async function health(env) {
-  const lost = await env.IMAGE_META.get("stats:lost");
-  return Response.json({ status: "ok", service: "floor", lost_images: Number(lost ?? 0) });
+  const now = Date.now();
+  if (!lostSeen || now - lostSeen.at >= 10_000) {
+    lostSeen = { count: Number((await env.IMAGE_META.get("stats:lost")) ?? 0), at: now };
+  }
+  return Response.json({ status: "ok", service: "floor", lost_images: lostSeen.count });
 }
 
 let model;
@@ -83,7 +91,7 @@ async function addUsage(env, delta) {
 
 async function generate(request, env, ctx) {
   const { input } = await request.json();
-  await addUsage(env, { generations: 1 });
+  ctx.waitUntil(addUsage(env, { generations: 1 }));
   const created = await fetch(`${env.REPLICATE_API_BASE}/v1/models/${defaultModel(env)}/predictions`, {
     method: "POST",
     headers: {
@@ -114,10 +122,13 @@ async function generate(request, env, ctx) {
   ]);
   // Keyed by the request as fluxgate's is, so an identical request overwrites
   // the entry (in Miniflare that also deletes the old value's blob file).
-  await env.IMAGE_META.put(
-    `cache:${await sha256Hex(JSON.stringify({ model: record.model, input }))}`,
-    JSON.stringify({ prediction_id: prediction.id, model: record.model, seed: input.seed ?? null, ids: [id] }),
-    { expirationTtl: CACHE_TTL_SECONDS },
+  const cacheKey = `cache:${await sha256Hex(JSON.stringify({ model: record.model, input }))}`;
+  ctx.waitUntil(
+    env.IMAGE_META.put(
+      cacheKey,
+      JSON.stringify({ prediction_id: prediction.id, model: record.model, seed: input.seed ?? null, ids: [id] }),
+      { expirationTtl: CACHE_TTL_SECONDS },
+    ),
   );
   const predictTimeMs = Math.round((prediction.metrics?.predict_time ?? 0) * 1000);
   ctx.waitUntil(persist(env, record, predictTimeMs));

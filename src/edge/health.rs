@@ -12,7 +12,7 @@ use crate::health::{missing, Setup};
 pub async fn get(cx: &RequestContext) -> Result<Response, ApiError> {
     let config = cx.config();
     let lost = match cx.store() {
-        Ok(store) => store.lost_count().await.ok(),
+        Ok(store) => store.lost_count_recent().await.ok(),
         Err(_) => None,
     };
     // Looked up once each: a lookup is a few calls into the runtime.

@@ -50,6 +50,14 @@ const LEASE_PREFIX: &str = "lease:";
 /// The KV key counting images lost (never stored before their upstream
 /// output was removed).
 const LOST_COUNT_KEY: &str = "stats:lost";
+/// How long a lost count read (or written) here answers `/health` again
+/// without reading KV.
+const LOST_COUNT_FRESH_MS: u64 = 10_000;
+
+thread_local! {
+    /// The lost count as this isolate last read or wrote it, and when.
+    static LOST_SEEN: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+}
 /// The KV prefix of the jobs the cron follows (see `crate::jobs`).
 pub const OPEN_JOB_PREFIX: &str = "open:";
 /// The KV prefix of what was delivered to a job's webhook.
@@ -218,8 +226,9 @@ impl Store {
         }
         worker::console_warn!("image {} lost: {}", record.id, record.last_error.as_deref().unwrap_or("never copied"));
         let count = self.lost_count().await.unwrap_or(0).saturating_add(1);
-        if let Err(e) = self.put_text(LOST_COUNT_KEY, count.to_string()).await {
-            worker::console_warn!("{e}");
+        match self.put_text(LOST_COUNT_KEY, count.to_string()).await {
+            Ok(()) => LOST_SEEN.set(Some((count, now_ms()))),
+            Err(e) => worker::console_warn!("{e}"),
         }
     }
 
@@ -227,6 +236,21 @@ impl Store {
     /// but a reader marking one at the same time may be missed).
     pub async fn lost_count(&self) -> Result<u64, ApiError> {
         Ok(self.get_text(LOST_COUNT_KEY).await?.and_then(|t| crate::text::decimal(t.trim())).unwrap_or(0))
+    }
+
+    /// The lost count for `/health`: this isolate's reading of the last
+    /// `LOST_COUNT_FRESH_MS` (its own marks included), else KV's. Monitors
+    /// polling `/health` read KV once per isolate per ten seconds.
+    pub async fn lost_count_recent(&self) -> Result<u64, ApiError> {
+        let now = now_ms();
+        if let Some((count, at)) = LOST_SEEN.get() {
+            if now.saturating_sub(at) < LOST_COUNT_FRESH_MS {
+                return Ok(count);
+            }
+        }
+        let count = self.lost_count().await?;
+        LOST_SEEN.set(Some((count, now)));
+        Ok(count)
     }
 
     /// Claims the copy of `id` for this request for a minute, unless another
