@@ -1,10 +1,15 @@
 // Where fluxgate's CPU goes beside the floor's, by native sampling: `perf
 // record` on each worker's workerd process while it serves the same
-// generations, then the symbols whose sample counts differ most. Compiled
-// wasm and JavaScript show as "[JIT]" (no perf map); V8's and workerd's own
-// code by name. Needs Linux `perf` and permission to attach to a process.
+// generations, then the difference per thread (workerd's main thread, V8's
+// helper threads), per kind of code and per symbol. Compiled wasm and
+// JavaScript show as "[JIT]" (no perf map); V8's and workerd's own code by
+// name. Needs Linux `perf` and permission to attach to a process.
 //
-//   node bench/perf-profile.mjs [generations=200] [rows=30]
+//   node bench/perf-profile.mjs [generations=200] [rows=30] [isolates=1]
+//
+// With isolates > 1, each side is sampled on that many new workers in turn,
+// each after PERF_WARMUP (default 20) generations: `... 24 40 8` with
+// PERF_WARMUP=4 samples isolates as young as the paired bench measures.
 //
 // To name the generated code too: MINIFLARE_WORKERD_V8_FLAGS=--perf-basic-prof
 // (V8 writes /tmp/perf-<pid>.map) and PERF_SCRIPT=<an unstripped build's
@@ -19,15 +24,33 @@ import { startEmulator, startWorker } from "./services.mjs";
 
 const GENERATIONS = Number(process.argv[2]) > 0 ? Number(process.argv[2]) : 200;
 const ROWS = Number(process.argv[3]) > 0 ? Number(process.argv[3]) : 30;
-const WARMUP = 20;
+const ISOLATES = Number(process.argv[4]) > 0 ? Number(process.argv[4]) : 1;
+const WARMUP = Number(process.env.PERF_WARMUP) >= 0 && process.env.PERF_WARMUP ? Number(process.env.PERF_WARMUP) : 20;
+const HZ = 4999;
 
-/** Samples per symbol ("[JIT]" for generated code) of `generations` generations on `script`. */
-async function profile(emulatorUrl, script, file) {
+/** Where a symbol of workerd's own binary belongs. */
+function kindOf(dso, symbol) {
+  if (dso.startsWith("[JIT]")) return "compiled wasm and JavaScript";
+  if (dso.includes("kernel")) return "kernel";
+  if (dso !== "workerd") return `libraries (${dso})`;
+  if (/^Builtins_(Wasm|JSToWasm)/.test(symbol)) return "V8 wasm builtins (frame setup, wrappers)";
+  if (/^Builtins_/.test(symbol)) return "V8 JavaScript builtins";
+  if (/Scavenger|Heap::|MarkCompact|Sweeper|GlobalHandles|Marking/.test(symbol)) return "V8 garbage collection";
+  if (/compiler::|turboshaft|wasm::|Liftoff/.test(symbol)) return "V8 compilers";
+  if (/^v8::/.test(symbol)) return "V8 runtime";
+  if (/tcmalloc|TCMalloc/.test(symbol)) return "allocator";
+  if (/^kj::|capnp/.test(symbol)) return "workerd's promises and I/O (kj)";
+  if (/^workerd::/.test(symbol)) return "workerd's API objects";
+  return "other";
+}
+
+/** Samples of one worker's generations, added to `counts` (key: thread, dso, symbol). */
+async function sample(emulatorUrl, script, file, counts) {
   const worker = await startWorker(emulatorUrl, script);
   try {
     for (let i = 0; i < WARMUP; i++) await generate(worker, GENERATE_INPUT);
     await waitCopies(worker);
-    const perf = spawn("perf", ["record", "-q", "-F", "4999", "-p", String(worker.pid), "-o", file], { stdio: "ignore" });
+    const perf = spawn("perf", ["record", "-q", "-F", String(HZ), "-p", String(worker.pid), "-o", file], { stdio: "ignore" });
     const exited = new Promise((resolve, reject) => {
       perf.on("exit", resolve);
       perf.on("error", reject);
@@ -40,20 +63,28 @@ async function profile(emulatorUrl, script, file) {
   } finally {
     await worker.mf.dispose();
   }
-  const report = spawnSync("perf", ["report", "-i", file, "--no-children", "--sort", "dso,symbol", "-g", "none", "--stdio", "-F", "sample,dso,symbol"], {
-    encoding: "utf8",
-    maxBuffer: 256 * 1024 * 1024,
-  });
+  const report = spawnSync(
+    "perf",
+    ["report", "-n", "-i", file, "--no-children", "--sort", "comm,dso,symbol", "-g", "none", "--stdio", "-t", ";"],
+    { encoding: "utf8", maxBuffer: 512 * 1024 * 1024 },
+  );
   if (report.status !== 0) throw new Error(`perf report: ${report.stderr}`);
-  const counts = new Map();
   for (const line of report.stdout.split("\n")) {
-    const match = /^\s*(\d+)\s+(\[JIT\] tid \d+|\S+)\s+\[[.k]\]\s+(.*?)\s*(-\s+-)?\s*$/.exec(line);
-    if (!match) continue;
-    // Without a perf map (V8's --perf-basic-prof), generated code has no names.
-    const unnamed = match[3].startsWith("0x");
-    const key = match[2].startsWith("[JIT]") ? (unnamed ? "[JIT] compiled wasm and JavaScript" : `[JIT] ${match[3]}`) : `${match[2]} ${match[3]}`;
-    counts.set(key, (counts.get(key) ?? 0) + Number(match[1]));
+    if (line.startsWith("#") || !line.trim()) continue;
+    const [, samples, comm, dso, symbol] = line.split(";").map((s) => s.trim());
+    if (symbol === undefined) continue;
+    // workerd's main thread carries the process's name; V8's helpers are "V8 DefaultWorke".
+    const thread = comm.startsWith("workerd") ? "main" : "helpers";
+    const name = symbol.replace(/^\[[.kj]\]\s*/, "");
+    const unnamed = dso.startsWith("[JIT]") && name.startsWith("0x");
+    const key = [thread, dso.startsWith("[JIT]") ? "[JIT]" : dso, unnamed ? "(no perf map)" : name.replace(/::h[0-9a-f]{16}/, "")].join("\t");
+    counts.set(key, (counts.get(key) ?? 0) + Number(samples));
   }
+}
+
+async function profile(emulatorUrl, script, dir, label) {
+  const counts = new Map();
+  for (let i = 0; i < ISOLATES; i++) await sample(emulatorUrl, script, join(dir, `${label}-${i}.data`), counts);
   return counts;
 }
 
@@ -65,18 +96,34 @@ if (have.status !== 0) {
 const dir = mkdtempSync(join(tmpdir(), "fluxgate-perf-"));
 const emulator = await startEmulator();
 try {
-  const ours = await profile(emulator.url, process.env.PERF_SCRIPT ?? "build/index.js", join(dir, "fluxgate.data"));
-  const floor = await profile(emulator.url, "bench/floor-worker.mjs", join(dir, "floor.data"));
-  const total = (m) => [...m.values()].reduce((a, b) => a + b, 0);
-  const perGeneration = (n) => `${((n / 4999 / GENERATIONS) * 1000).toFixed(3)} ms`;
-  console.log(`${GENERATIONS} generations each, sampled at 4999 Hz (one sample is about 0.2 ms of CPU)`);
-  console.log(`fluxgate ${total(ours)} samples (${perGeneration(total(ours))} per generation), floor ${total(floor)} (${perGeneration(total(floor))})`);
-  const symbols = new Set([...ours.keys(), ...floor.keys()]);
-  const rows = [...symbols].map((s) => [s, (ours.get(s) ?? 0) - (floor.get(s) ?? 0), ours.get(s) ?? 0, floor.get(s) ?? 0]);
-  rows.sort((a, b) => b[1] - a[1]);
+  const ours = await profile(emulator.url, process.env.PERF_SCRIPT ?? "build/index.js", dir, "fluxgate");
+  const floor = await profile(emulator.url, "bench/floor-worker.mjs", dir, "floor");
+  const perGeneration = (n) => `${((n / HZ / (GENERATIONS * ISOLATES)) * 1000).toFixed(3)} ms`;
+  const sum = (m, keep) => [...m].filter(([k]) => keep(k.split("\t"))).reduce((a, [, v]) => a + v, 0);
+  console.log(
+    `${GENERATIONS} generations on each of ${ISOLATES} new isolate(s) per side, after ${WARMUP} of warm-up, sampled at ${HZ} Hz (one sample is about 0.2 ms of CPU)`,
+  );
+  console.log("\n  per generation        fluxgate      floor   difference");
+  for (const thread of ["main", "helpers"]) {
+    const [a, b] = [sum(ours, ([t]) => t === thread), sum(floor, ([t]) => t === thread)];
+    console.log(`  ${thread.padEnd(18)} ${perGeneration(a).padStart(11)} ${perGeneration(b).padStart(10)} ${perGeneration(a - b).padStart(12)}`);
+  }
+  const keys = [...new Set([...ours.keys(), ...floor.keys()])];
+  const diff = (k) => (ours.get(k) ?? 0) - (floor.get(k) ?? 0);
+  const byKind = new Map();
+  for (const k of keys) {
+    const [thread, dso, symbol] = k.split("\t");
+    const kind = `${thread}: ${kindOf(dso, symbol)}`;
+    byKind.set(kind, (byKind.get(kind) ?? 0) + diff(k));
+  }
+  console.log("\n  difference by thread and kind of code, per generation");
+  for (const [kind, d] of [...byKind].sort((a, b) => b[1] - a[1])) console.log(`${perGeneration(d).padStart(11)}  ${kind}`);
+  const rows = keys.map((k) => [k, diff(k), ours.get(k) ?? 0, floor.get(k) ?? 0]).sort((a, b) => b[1] - a[1]);
   console.log("\n  more in fluxgate (samples: difference, fluxgate, floor; per generation)");
-  for (const [symbol, diff, a, b] of rows.slice(0, ROWS)) {
-    console.log(`${String(diff).padStart(7)} ${String(a).padStart(7)} ${String(b).padStart(7)}  ${perGeneration(diff).padStart(9)}  ${symbol.slice(0, 110)}`);
+  for (const [key, d, a, b] of rows.slice(0, ROWS)) {
+    const [thread, dso, symbol] = key.split("\t");
+    const where = `${thread} ${dso === "[JIT]" ? "[JIT]" : dso} ${symbol}`;
+    console.log(`${String(d).padStart(7)} ${String(a).padStart(7)} ${String(b).padStart(7)}  ${perGeneration(d).padStart(9)}  ${where.slice(0, 120)}`);
   }
 } finally {
   await emulator.close();
