@@ -139,10 +139,21 @@ pub fn keep(cx: &RequestContext, key: &str, entry: &Entry) {
     KEEPING.with(|k| k.borrow_mut().insert(key.to_owned(), entry.clone()));
     let (kv, key, ttl, request_id) =
         (store.kv().clone(), key.to_owned(), config.cache_ttl_seconds, cx.request_id.clone());
+    let kept = Kept(key.clone());
     cx.wait_until(async move {
+        let _kept = kept;
         if let Err(e) = kv.put(&key, &text, PutOptions::ttl(ttl)).await {
             worker::console_warn!("[{request_id}] KV write {key}: {e}");
         }
-        KEEPING.with(|k| k.borrow_mut().remove(&key));
     });
+}
+
+/// An entry kept in memory while its KV write is under way; forgotten when
+/// dropped (the write done, failed, or dropped unfinished by the runtime).
+struct Kept(String);
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        KEEPING.with(|k| k.borrow_mut().remove(&self.0));
+    }
 }
