@@ -9,7 +9,8 @@ export const WARMUP_SECONDS = Math.max(1, Math.round(PHASE_SECONDS / 4));
 /** Hard cap on requests per phase, whatever the duration. */
 const MAX_REQUESTS = 200_000;
 
-function percentile(sorted, p) {
+/** The p-th percentile of ascending `sorted` (nearest rank), null when empty. */
+export function percentile(sorted, p) {
   if (sorted.length === 0) return null;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
@@ -18,7 +19,8 @@ function percentile(sorted, p) {
  * Runs one phase against a loopback URL.
  * options: { url, connections, seconds, method, headers, body, onBody(status, body) }
  * Resolves to { requests, ok, failed, rps, p50, p99, bytesPerSec, seconds, loaderCpuPercent }
- * (the last: this process's CPU over the phase, 100 = one core busy).
+ * (the last: this process's CPU over the phase, 100 = one core busy), and
+ * `latencies` (not enumerable): every 2xx answer's, ascending.
  */
 export async function load({ url, connections, seconds = PHASE_SECONDS, method = "GET", headers, body, onBody }) {
   const { hostname } = new URL(url);
@@ -43,22 +45,26 @@ export async function load({ url, connections, seconds = PHASE_SECONDS, method =
   });
   const loaderCpu = process.cpuUsage();
   const hardStop = setTimeout(() => instance.stop(), (seconds + 30) * 1000);
-  const result = await instance;
+  const cannon = await instance;
   clearTimeout(hardStop);
   const { user, system } = process.cpuUsage(loaderCpu);
   latencies.sort((a, b) => a - b);
-  const elapsed = result.duration;
+  const elapsed = cannon.duration;
   const ok = latencies.length;
-  return {
+  const result = {
     connections,
     seconds: elapsed,
-    requests: ok + result.non2xx + result.errors,
+    requests: ok + cannon.non2xx + cannon.errors,
     ok,
-    failed: result.non2xx + result.errors,
+    failed: cannon.non2xx + cannon.errors,
     rps: ok / elapsed,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     bytesPerSec: bytes / elapsed,
     loaderCpuPercent: (user + system) / 10_000 / elapsed,
   };
+  // Every answer's latency, ascending, for pooling runs of one phase; not
+  // enumerable, so results written as JSON leave it out.
+  Object.defineProperty(result, "latencies", { value: latencies });
+  return result;
 }

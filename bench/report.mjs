@@ -233,7 +233,7 @@ function healthSection(r) {
         ),
       ),
     ],
-    notes: ["each build's figures: requests and failed summed over its runs, req/s, p50 and p99 the median of its runs"],
+    notes: ["each build's figures: requests and failed summed over its runs, req/s the median of its runs, p50 and p99 over the answers of all its runs"],
   };
 }
 
@@ -334,7 +334,7 @@ function targetSection(r) {
     notes.push(
       `latency: fluxgate against the reference build, ${referenceLine(ref)}`,
       ref && !ref.error
-        ? `both measured in this run, each in its own Miniflare on the same emulator, every phase run ${r.environment.latencyRunsPerBuild} times per build, interleaved (fluxgate, reference, reference, fluxgate, the order reversed from one phase to the next), so that the machine's drift weighs on both alike; a build's figure is the median of its runs (listed in the run order of that build)`
+        ? `both measured in this run, each in its own Miniflare on the same emulator, every phase run ${r.environment.latencyRunsPerBuild} times per build, interleaved (fluxgate, reference, reference, fluxgate, the order reversed from one phase to the next), so that the machine's drift weighs on both alike; a build's p50 and p99 are taken over the answers of all its runs together (each run's own listed, in the run order of that build)`
         : "without a reference build the phases ran on fluxgate alone, and no latency target is judged",
       `met: fluxgate's figure at most ${fixed(0)(r.environment.latencySlack * 100)}% above the reference's (BENCH_LATENCY_SLACK)`,
     );

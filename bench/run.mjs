@@ -34,7 +34,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { load, PHASE_SECONDS, WARMUP_SECONDS } from "./load.mjs";
+import { load, percentile, PHASE_SECONDS, WARMUP_SECONDS } from "./load.mjs";
 import { CPU_SOURCE, cpuNs, rssBytes, rssSampler } from "./proc.mjs";
 import {
   GENERATE_INPUT,
@@ -151,7 +151,8 @@ async function tieredPhase(emulator) {
 // bench/reference.mjs), each in its own Miniflare, in this run: two runs per
 // build, interleaved (fluxgate, reference, reference, fluxgate, the order
 // reversed from one phase to the next), so that a drift of the machine over
-// the phase weighs on both alike. A build's figure is the median of its runs.
+// the phase weighs on both alike. A build's p50 and p99 are taken over the
+// answers of all its runs together; its rates are the median of its runs.
 
 /** The builds a latency phase runs on: fluxgate, and the reference when it started. */
 const BUILDS = ["fluxgate", "reference"];
@@ -181,7 +182,12 @@ const median = (values) => {
   return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 };
 
-/** A build's runs of one phase: counts summed, rates and percentiles the median of its runs, each run kept. */
+/**
+ * A build's runs of one phase: counts summed, rates the median of its runs,
+ * p50 and p99 over every answer of its runs together (two runs of a phase
+ * give one p99 from twice the answers, rather than the middle of two p99s
+ * each resting on a handful of the slowest), each run kept.
+ */
 function combine(runs) {
   const sum = (key) => runs.reduce((n, r) => n + r[key], 0);
   const out = {
@@ -192,6 +198,11 @@ function combine(runs) {
     failed: sum("failed"),
   };
   for (const key of ["rps", "p50", "p99", "bytesPerSec", "loaderCpuPercent"]) out[key] = median(runs.map((r) => r[key]));
+  if (runs.every((r) => r.latencies)) {
+    const pooled = runs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+    out.p50 = percentile(pooled, 50);
+    out.p99 = percentile(pooled, 99);
+  }
   if (runs.every((r) => r.rssPeakBytes != null)) {
     out.rssStartBytes = Math.min(...runs.map((r) => r.rssStartBytes));
     out.rssPeakBytes = Math.max(...runs.map((r) => r.rssPeakBytes));
@@ -376,7 +387,9 @@ async function withPeakRss(pid, phase) {
   const rssStartBytes = rssBytes(pid);
   const sampler = rssSampler(pid);
   const result = await phase();
-  return { ...result, rssStartBytes, rssPeakBytes: sampler.stop() };
+  const out = { ...result, rssStartBytes, rssPeakBytes: sampler.stop() };
+  Object.defineProperty(out, "latencies", { value: result.latencies });
+  return out;
 }
 
 /**
