@@ -11,7 +11,8 @@
 //! Content-Security-Policy that lets nothing run.
 
 use super::request::Request;
-use worker::{Cache, Headers, Method, Object, RequestInit, Response};
+use worker::web_sys;
+use worker::{Cache, Headers, Method, Object, Response};
 
 use super::net::{now_ms, sleep_ms};
 use super::serving::{self, Stored};
@@ -184,14 +185,18 @@ impl Stored for ImageBytes<'_> {
 /// A whole image from this location's cache, with the cache's own answer
 /// to the request's `If-None-Match` (200 or 304); `None` when not there.
 async fn cached(req: &Request, cx: &RequestContext, id: &str) -> Result<Option<Response>, ApiError> {
-    let headers = Headers::new();
+    // Made as the runtime's own Request: the worker crate's RequestInit
+    // would convert its `cf` properties (image resizing options and all) on
+    // every lookup.
+    let headers = web_sys::Headers::new().map_err(worker::Error::from)?;
     if let Some(tags) = req.headers().get("If-None-Match")? {
-        headers.set("If-None-Match", &tags)?;
+        headers.set("If-None-Match", &tags).map_err(worker::Error::from)?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    let lookup = worker::Request::new_with_init(&cx.image_url(id), &init)?;
-    match Cache::default().get(&lookup, false).await? {
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    init.set_headers(&headers);
+    let lookup = web_sys::Request::new_with_str_and_init(&cx.image_url(id), &init).map_err(worker::Error::from)?;
+    match Cache::default().get(&worker::Request::from(lookup), false).await? {
         Some(hit) if matches!(hit.status_code(), 200 | 304) => with_own_headers(hit).map(Some),
         _ => Ok(None),
     }
