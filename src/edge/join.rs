@@ -1,7 +1,9 @@
-//! `join_all` for the few futures a request waits on together (records,
-//! index keys, usages: never more than a page of them): each is polled in
-//! turn until all are done, their outputs in order. futures-util's own
-//! switches to a task queue past 30 futures, code the worker never needs.
+//! `join_all` for the futures a request waits on together (a generation's
+//! records and index keys, a page of images or files, the operator's keys
+//! and their usages): each is polled in turn until all are done, their
+//! outputs in order. Every wake polls them all, which is nothing beside the
+//! KV round trips they wait on at these numbers; futures-util's own switches
+//! to a task queue past 30 futures, code compiled once per joined type.
 
 use std::future::Future;
 use std::pin::Pin;
