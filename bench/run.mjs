@@ -39,6 +39,7 @@ import { CPU_SOURCE, cpuNs, rssBytes, rssSampler } from "./proc.mjs";
 import {
   GENERATE_INPUT,
   measurePaired,
+  median,
   MIN_ROUNDS,
   selectedKinds,
   QUIET_MS,
@@ -174,13 +175,6 @@ async function interleaved(workers, measure) {
   for (const build of order) runs[build].push(await measure(workers[build], build));
   return { fluxgate: combine(runs.fluxgate), reference: runs.reference.length ? combine(runs.reference) : null, order };
 }
-
-const median = (values) => {
-  const v = values.filter((x) => x != null && Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
-};
 
 /**
  * A build's runs of one phase: counts summed, rates the median of its runs,

@@ -9,6 +9,7 @@
 // latter has a counterpart on Cloudflare.
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { median } from "./paired.mjs";
 import { root, startWorker } from "./services.mjs";
 
 const DIR = join(root, "target", "start-steps");
@@ -52,11 +53,6 @@ export async function measureStartSteps(emulatorUrl, rounds = 5) {
       await worker.mf.dispose();
     }
   }
-  const median = (list) => {
-    const sorted = [...list].sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  };
   const step = (series, i) => (i === 0 ? null : median(series[i]) - median(series[i - 1]));
   return STEPS.map((s, i) => ({
     name: s.name,
