@@ -4,12 +4,12 @@
 //! call's options through serde-wasm-bindgen, one boundary crossing per
 //! field.
 
+use super::promise::settled;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::js_sys::{self, Promise};
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 #[wasm_bindgen]
@@ -110,7 +110,7 @@ impl Kv {
     }
 
     pub async fn get_text(&self, key: &str) -> Result<Option<String>, KvError> {
-        let value = JsFuture::from(self.0.get(key)?).await?;
+        let value = settled(&self.0.get(key)?).await?;
         Ok(value.as_string())
     }
 
@@ -129,12 +129,12 @@ impl Kv {
             let text = serde_json::to_string(&options).map_err(|e| KvError(e.to_string()))?;
             js_sys::JSON::parse(&text)?
         };
-        JsFuture::from(self.0.put(key, value, &options)?).await?;
+        settled(&self.0.put(key, value, &options)?).await?;
         Ok(())
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), KvError> {
-        JsFuture::from(self.0.delete(key)?).await?;
+        settled(&self.0.delete(key)?).await?;
         Ok(())
     }
 
@@ -142,7 +142,7 @@ impl Kv {
     pub async fn page(&self, prefix: &str, cursor: Option<&str>, limit: usize) -> Result<Page, KvError> {
         let options =
             serde_json::to_string(&ListOptions { prefix, limit, cursor }).map_err(|e| KvError(e.to_string()))?;
-        let listed = JsFuture::from(self.0.list(&js_sys::JSON::parse(&options)?)?).await?;
+        let listed = settled(&self.0.list(&js_sys::JSON::parse(&options)?)?).await?;
         let text = String::from(js_sys::JSON::stringify(&listed)?);
         let page: RawPage = serde_json::from_str(&text).map_err(|e| KvError(format!("KV list: {e}")))?;
         let cursor = page.cursor.filter(|c| !page.list_complete && !c.is_empty());

@@ -24,6 +24,7 @@ mod kv;
 mod models;
 mod net;
 mod persist;
+mod promise;
 mod proxy;
 mod replicate;
 mod request;
@@ -155,7 +156,7 @@ async fn drain_unread_body(req: &worker::web_sys::Request) {
     let length = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
     if length.is_some_and(|n| n <= DRAIN_LIMIT) {
         if let Ok(promise) = req.array_buffer() {
-            let _ = worker::wasm_bindgen_futures::JsFuture::from(promise).await;
+            let _ = promise::settled(&promise).await;
         }
     }
 }

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use super::promise::settled;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::js_sys;
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, ReadableStream, ReadableStreamDefaultReader};
 use worker::Delay;
 
@@ -93,7 +93,7 @@ pub async fn send(outbound: &Outbound<'_>, signal: &web_sys::AbortSignal) -> Res
         init.set_redirect(web_sys::RequestRedirect::Manual);
     }
     let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let answer = JsFuture::from(scope.fetch_with_str_and_init(outbound.url, &init)).await.map_err(failed)?;
+    let answer = settled(&scope.fetch_with_str_and_init(outbound.url, &init)).await.map_err(failed)?;
     answer.dyn_into::<web_sys::Response>().map_err(failed)
 }
 
@@ -109,7 +109,7 @@ where
 /// An answer's whole body as text, read by the runtime in one call.
 pub async fn text_of(response: &web_sys::Response) -> Result<String, NetError> {
     let failed = |e: JsValue| NetError::Failed(describe(&e));
-    let text = JsFuture::from(response.text().map_err(failed)?).await.map_err(failed)?;
+    let text = settled(&response.text().map_err(failed)?).await.map_err(failed)?;
     text.as_string().ok_or_else(|| NetError::Failed("the body is not text".into()))
 }
 
@@ -177,9 +177,8 @@ pub async fn read_body(req: &super::request::Request, cap: u64) -> Result<Vec<u8
     let bytes = match (declared, req.inner().body()) {
         (_, None) => Vec::new(),
         (Some(_), Some(_)) => {
-            let buffer = JsFuture::from(req.inner().array_buffer().map_err(|_| unreadable())?)
-                .await
-                .map_err(|_| unreadable())?;
+            let buffer =
+                settled(&req.inner().array_buffer().map_err(|_| unreadable())?).await.map_err(|_| unreadable())?;
             js_sys::Uint8Array::new(&buffer).to_vec()
         }
         (None, Some(stream)) => read_capped(&stream, usize::try_from(cap).unwrap_or(usize::MAX).saturating_add(1))
@@ -193,21 +192,25 @@ pub async fn read_body(req: &super::request::Request, cap: u64) -> Result<Vec<u8
 }
 
 /// Reads `stream` into memory until it ends or `cap` bytes are in (then it
-/// is cancelled; the last chunk may pass `cap`, for the caller to refuse).
-/// Memory stays bounded by `cap` plus one chunk, whatever the stream holds.
+/// is cancelled; a caller that refuses more than `n` bytes asks for `n + 1`).
+/// Memory stays bounded by `cap`, whatever the stream holds.
 pub async fn read_capped(stream: &ReadableStream, cap: usize) -> Result<Vec<u8>, NetError> {
     let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut bytes = Vec::new();
     loop {
-        let step =
-            JsFuture::from(reader.read()).await.map_err(|_| NetError::Failed("output stream broke off".into()))?;
+        let step = settled(&reader.read()).await.map_err(|_| NetError::Failed("output stream broke off".into()))?;
         let done = js_sys::Reflect::get(&step, &"done".into()).map(|d| d.is_truthy()).unwrap_or(true);
         if done {
             break;
         }
         let chunk = js_sys::Reflect::get(&step, &"value".into()).unwrap_or_default();
         let chunk: js_sys::Uint8Array = chunk.unchecked_into();
-        bytes.extend_from_slice(&chunk.to_vec());
+        // Only what fits under the cap crosses into wasm, copied once into
+        // place (a sniff of 16 bytes must not copy a whole 64 KB chunk).
+        let take = (chunk.length() as usize).min(cap - bytes.len());
+        let start = bytes.len();
+        bytes.resize(start + take, 0);
+        chunk.subarray(0, take as u32).copy_to(&mut bytes[start..]);
         if bytes.len() >= cap {
             let _ = reader.cancel();
             break;
