@@ -16,7 +16,10 @@ pub async fn get(cx: &RequestContext) -> Result<Response, ApiError> {
         Err(_) => None,
     };
     // Looked up once each: a lookup is a few calls into the runtime.
-    let (r2, kv) = (cx.env.bucket(IMAGES_BUCKET).is_ok(), super::kv::Kv::from_env(&cx.env, METADATA_KV).is_some());
+    let (r2, kv) = (
+        super::r2::Bucket::from_env(&cx.env, IMAGES_BUCKET).is_some(),
+        super::kv::Kv::from_env(&cx.env, METADATA_KV).is_some(),
+    );
     let setup = Setup {
         config_ok: config.is_ok(),
         r2,

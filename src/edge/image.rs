@@ -10,9 +10,10 @@
 //! per reader. Every answer, errors included, carries `nosniff` and a
 //! Content-Security-Policy that lets nothing run.
 
+use super::r2::Object;
 use super::request::Request;
 use worker::web_sys;
-use worker::{Cache, Headers, Method, Object, Response};
+use worker::{Cache, Headers, Method, Response};
 
 use super::net::{now_ms, sleep_ms};
 use super::serving::{self, Stored};
@@ -165,7 +166,7 @@ impl Stored for ImageBytes<'_> {
 
     fn headers(&self, object: &Object) -> Result<Headers, ApiError> {
         let headers = Headers::new();
-        let content_type = object.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into());
+        let content_type = object.content_type().unwrap_or_else(|| "application/octet-stream".into());
         headers.set("Content-Type", &content_type)?;
         headers.set("ETag", &object.http_etag())?;
         headers.set("Cache-Control", IMMUTABLE)?;

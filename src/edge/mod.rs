@@ -26,6 +26,7 @@ mod net;
 mod persist;
 mod promise;
 mod proxy;
+mod r2;
 mod replicate;
 mod request;
 mod respond;

@@ -11,8 +11,9 @@
 //! bytes. A HEAD is one R2 head, and ignores `Range` (RFC 9110 defines it
 //! for GET only).
 
+use super::r2::{Object, Range};
 use super::request::Request;
-use worker::{Headers, Method, Object, Range, Response};
+use worker::{Headers, Method, Response, ResponseBody};
 
 use super::respond;
 use super::store::Read;
@@ -162,7 +163,7 @@ fn respond(ask: &Ask, stored: &impl Stored, object: Object) -> Result<Response, 
     };
     set(&headers, "Content-Length", &length.to_string())?;
     let body = object.body().ok_or_else(|| ApiError::internal().with_cause("R2 object without a body"))?;
-    Ok(Response::from_body(body.response_body()?)?.with_status(status).with_headers(headers))
+    Ok(Response::from_body(ResponseBody::Stream(body))?.with_status(status).with_headers(headers))
 }
 
 /// The answer to a HEAD: a GET's headers for the whole object, no bytes.

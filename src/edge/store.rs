@@ -10,9 +10,10 @@
 
 use worker::wasm_bindgen::JsCast;
 use worker::web_sys::ReadableStream;
-use worker::{Bucket, Conditional, Data, Env, HttpMetadata, Object, Range};
+use worker::Env;
 
 use super::kv::{Kv, PutOptions};
+use super::r2::{Bucket, Object, ObjectMetadata, R2Error, Range};
 
 use super::context::config_of;
 use super::net::{discard, fetch_output, now_ms, read_capped, sleep_ms, NetError};
@@ -87,7 +88,7 @@ pub struct Store {
 
 impl Store {
     pub fn from_env(env: &Env) -> Result<Self, ApiError> {
-        let bucket = env.bucket(IMAGES_BUCKET).map_err(|_| misconfigured(IMAGES_BUCKET))?;
+        let bucket = Bucket::from_env(env, IMAGES_BUCKET).ok_or_else(|| misconfigured(IMAGES_BUCKET))?;
         let kv = Kv::from_env(env, METADATA_KV).ok_or_else(|| misconfigured(METADATA_KV))?;
         let config = config_of(env).as_ref().map_err(Clone::clone)?;
         let limits = CopyLimits { extra_hosts: &config.extra_output_hosts, max_output_bytes: config.max_output_bytes };
@@ -285,14 +286,7 @@ impl Store {
 
     /// One R2 get: the bytes `read` names, or none when R2 finds its ETag condition unmet.
     async fn get(&self, key: &str, read: Read) -> Result<Option<Object>, ApiError> {
-        let mut get = self.bucket.get(key);
-        if let Some(etag) = read.unless_etag {
-            get = get.only_if(Conditional { etag_does_not_match: Some(etag), ..Conditional::default() });
-        }
-        if let Some(range) = read.range {
-            get = get.range(range);
-        }
-        get.execute().await.map_err(r2_error)
+        self.bucket.get(key, read.range.as_ref(), read.unless_etag.as_deref()).await.map_err(r2_error)
     }
 
     /// Copies the record's output into R2, then marks the record stored and
@@ -372,7 +366,7 @@ impl Store {
     /// elsewhere: only checked images are ever written).
     async fn already_stored(&self, id: &str) -> Option<(String, u64)> {
         let object = self.bucket.head(id).await.ok()??;
-        let content_type = object.http_metadata().content_type?;
+        let content_type = object.content_type()?;
         Some((content_type, object.size()))
     }
 
@@ -411,10 +405,9 @@ impl Store {
                         let _ = to_store.cancel();
                         return Err(fail("output is not an image".into()));
                     };
-                    let metadata = HttpMetadata { content_type: Some(kind.content_type.into()), ..Default::default() };
-                    let put = bucket.put(id, Data::ReadableStream(to_store)).http_metadata(metadata).execute();
-                    let stored = put.await.map_err(|e| fail(format!("R2 put: {e}")))?;
-                    let size = stored.map(|o| o.size()).unwrap_or(0);
+                    let metadata = ObjectMetadata::typed(kind.content_type);
+                    let stored = bucket.put(id, &to_store, &metadata).await;
+                    let size = stored.map_err(|e| fail(format!("R2 put: {e}")))?.size();
                     if size != length {
                         let _ = bucket.delete(id).await;
                         return Err(fail(format!("stored {size} of {length} bytes")));
@@ -431,13 +424,8 @@ impl Store {
                     }
                     let kind = sniff_image(&bytes).ok_or_else(|| fail("output is not an image".into()))?;
                     let size = bytes.len() as u64;
-                    let metadata = HttpMetadata { content_type: Some(kind.content_type.into()), ..Default::default() };
-                    bucket
-                        .put(id, bytes)
-                        .http_metadata(metadata)
-                        .execute()
-                        .await
-                        .map_err(|e| fail(format!("R2 put: {e}")))?;
+                    let metadata = ObjectMetadata::typed(kind.content_type);
+                    bucket.put_bytes(id, &bytes, &metadata).await.map_err(|e| fail(format!("R2 put: {e}")))?;
                     Ok((kind.content_type.to_string(), size))
                 }
             }
@@ -452,8 +440,8 @@ impl Store {
     async fn put_bytes(&self, id: &str, bytes: Vec<u8>) -> Result<(String, u64), String> {
         let kind = sniff_image(&bytes).ok_or("output is not an image")?;
         let size = bytes.len() as u64;
-        let metadata = HttpMetadata { content_type: Some(kind.content_type.into()), ..Default::default() };
-        self.bucket.put(id, bytes).http_metadata(metadata).execute().await.map_err(|e| format!("R2 put: {e}"))?;
+        let metadata = ObjectMetadata::typed(kind.content_type);
+        self.bucket.put_bytes(id, &bytes, &metadata).await.map_err(|e| format!("R2 put: {e}"))?;
         Ok((kind.content_type.to_string(), size))
     }
 }
@@ -488,7 +476,7 @@ fn misconfigured(binding: &str) -> ApiError {
     ApiError::misconfigured(500, format!("binding {binding} is missing"))
 }
 
-fn r2_error(e: worker::Error) -> ApiError {
+fn r2_error(e: R2Error) -> ApiError {
     ApiError::internal().with_cause(format!("R2: {e}"))
 }
 
@@ -496,12 +484,9 @@ pub use upload_storage::upload_expiry;
 
 /// Uploads (see `crate::uploads`), kept apart from the images' storage.
 mod upload_storage {
-    use std::collections::HashMap;
-
-    use worker::{HttpMetadata, Include, Object};
-
     use super::{r2_error, Read, Store};
     use crate::edge::kv::{Key, PutOptions};
+    use crate::edge::r2::{Object, ObjectMetadata};
     use crate::error::ApiError;
     use crate::uploads::{
         id_of_index_key, kv_key as upload_kv_key, owner_index_prefix, r2_key as upload_r2_key, UploadRecord,
@@ -517,18 +502,11 @@ mod upload_storage {
         /// record cannot be written the bytes are removed again.
         pub async fn put_upload(&self, record: &UploadRecord, bytes: Vec<u8>, now_ms: u64) -> Result<(), ApiError> {
             let key = upload_r2_key(&record.id);
-            let custom = HashMap::from([
-                (UPLOAD_EXPIRES_META.to_owned(), record.expires_at_ms().to_string()),
-                (UPLOAD_OWNER_META.to_owned(), record.owner.clone()),
+            let metadata = ObjectMetadata::typed(&record.content_type).custom(&[
+                (UPLOAD_EXPIRES_META, record.expires_at_ms().to_string()),
+                (UPLOAD_OWNER_META, record.owner.clone()),
             ]);
-            let http = HttpMetadata { content_type: Some(record.content_type.clone()), ..Default::default() };
-            self.bucket
-                .put(&key, bytes)
-                .http_metadata(http)
-                .custom_metadata(custom)
-                .execute()
-                .await
-                .map_err(r2_error)?;
+            self.bucket.put_bytes(&key, &bytes, &metadata).await.map_err(r2_error)?;
             let value = serde_json::to_string(record).map_err(|e| ApiError::internal().with_cause(e))?;
             let ttl = record.ttl_secs(now_ms);
             let (record_key, index_key) = (upload_kv_key(&record.id), record.owner_index_key());
@@ -571,7 +549,7 @@ mod upload_storage {
 
         /// Removes an upload: its bytes, its record and, when known, its index entry.
         pub async fn delete_upload(&self, id: &str, index_key: Option<String>) -> Result<(), ApiError> {
-            self.bucket.delete(upload_r2_key(id)).await.map_err(r2_error)?;
+            self.bucket.delete(&upload_r2_key(id)).await.map_err(r2_error)?;
             let record_key = upload_kv_key(id);
             let record = self.kv.delete(&record_key);
             let index = async {
@@ -618,21 +596,17 @@ mod upload_storage {
             &self,
             cursor: Option<String>,
         ) -> Result<(Vec<(String, u64, Option<u64>)>, Option<String>), ApiError> {
-            let mut list = self.bucket.list().prefix(UPLOAD_R2_PREFIX).include(vec![Include::CustomMetadata]);
-            if let Some(c) = cursor {
-                list = list.cursor(c);
-            }
-            let page = list.execute().await.map_err(r2_error)?;
+            let page =
+                self.bucket.list(UPLOAD_R2_PREFIX, cursor.as_deref(), UPLOAD_EXPIRES_META).await.map_err(r2_error)?;
             let objects = page
-                .objects()
-                .iter()
+                .objects
+                .into_iter()
                 .map(|o| {
-                    let expires =
-                        o.custom_metadata().ok().and_then(|m| crate::text::decimal(m.get(UPLOAD_EXPIRES_META)?));
-                    (o.key().trim_start_matches(UPLOAD_R2_PREFIX).to_owned(), o.uploaded().as_millis(), expires)
+                    let expires = o.custom.as_deref().and_then(crate::text::decimal);
+                    (o.key.trim_start_matches(UPLOAD_R2_PREFIX).to_owned(), o.uploaded_ms, expires)
                 })
                 .collect();
-            Ok((objects, page.cursor().filter(|_| page.truncated())))
+            Ok((objects, page.cursor))
         }
 
         pub(super) async fn kv_page(
@@ -649,7 +623,7 @@ mod upload_storage {
 
     /// When an upload's bytes expire (ms), from their custom metadata; `None` if unreadable.
     pub fn upload_expiry(object: &Object) -> Option<u64> {
-        object.custom_metadata().ok().and_then(|m| crate::text::decimal(m.get(UPLOAD_EXPIRES_META)?))
+        object.custom(UPLOAD_EXPIRES_META).as_deref().and_then(crate::text::decimal)
     }
 
     /// Custom metadata of upload bytes in R2.

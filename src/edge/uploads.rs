@@ -7,9 +7,10 @@
 
 use std::sync::OnceLock;
 
+use super::r2::Object;
 use super::request::Request;
 use serde_json::Map;
-use worker::{Env, Headers, Method, Object, Response};
+use worker::{Env, Headers, Method, Response, ResponseBody};
 
 use super::context::TokenHints;
 use super::net::now_ms;
@@ -257,7 +258,7 @@ async fn live_upload(store: &Store, id: &str, read: Option<Read>) -> Result<Opti
 /// Type, ETag and caching (never past the expiry) of an upload's bytes.
 pub fn object_headers(object: &Object, expires_ms: u64) -> Result<Headers, ApiError> {
     let headers = Headers::new();
-    let content_type = object.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into());
+    let content_type = object.content_type().unwrap_or_else(|| "application/octet-stream".into());
     headers.set("Content-Type", &content_type)?;
     headers.set("ETag", &object.http_etag())?;
     let max_age = (expires_ms.saturating_sub(now_ms()) / 1000).min(MAX_CACHE_SECS);
@@ -269,5 +270,5 @@ pub fn object_headers(object: &Object, expires_ms: u64) -> Result<Headers, ApiEr
 pub fn bytes_response(object: Object, headers: Headers) -> Result<Response, ApiError> {
     headers.set("Content-Length", &object.size().to_string())?;
     let body = object.body().ok_or_else(|| ApiError::internal().with_cause("R2 object without a body"))?;
-    Ok(Response::from_body(body.response_body()?)?.with_headers(headers))
+    Ok(Response::from_body(ResponseBody::Stream(body))?.with_headers(headers))
 }
