@@ -12,6 +12,7 @@ mod cache;
 mod context;
 mod cors;
 mod cron;
+mod executor;
 mod files;
 mod generate;
 mod health;
@@ -38,7 +39,8 @@ mod usage;
 mod webhooks;
 
 use self::request::Request;
-use worker::{event, Context, Env, Response, Result};
+use wasm_bindgen::prelude::wasm_bindgen;
+use worker::{event, js_sys, web_sys, Context, Env, Response};
 
 use crate::error::ApiError;
 use crate::request_log::{self, route_of};
@@ -63,8 +65,18 @@ fn start() {
     );
 }
 
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+/// The runtime's entry for a request (what `#[event(fetch)]` would make),
+/// its future run by the worker's own executor (see `executor`).
+#[wasm_bindgen]
+pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> js_sys::Promise {
+    executor::promise(async move {
+        let req = Request::new(req);
+        let response = answer(req, env, Context::new(ctx)).await;
+        Ok(web_sys::Response::from(response).into())
+    })
+}
+
+async fn answer(req: Request, env: Env, ctx: Context) -> Response {
     let started = net::now_ms();
     let inner = Clone::clone(req.inner()); // the same JS object, not Request.clone()
     let cx = RequestContext::new(&req, env, ctx);
@@ -103,7 +115,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     );
     worker::console_log!("{line}");
     drain_unread_body(&inner).await;
-    Ok(response)
+    response
 }
 
 async fn dispatch(req: Request, cx: &RequestContext) -> Response {
