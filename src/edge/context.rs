@@ -8,7 +8,6 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use super::request::Request;
-use worker::wasm_bindgen::JsValue;
 use worker::{Context, Env};
 
 use super::replicate::Replicate;
@@ -207,13 +206,7 @@ impl RequestContext {
     /// Runs `work` after the answer, within the platform's `waitUntil` budget.
     pub fn wait_until(&self, work: impl std::future::Future<Output = ()> + 'static) {
         match &self.ctx {
-            Some(ctx) => {
-                let work = super::executor::promise(async move {
-                    work.await;
-                    Ok(JsValue::UNDEFINED)
-                });
-                let _ = ctx.as_ref().wait_until(&work);
-            }
+            Some(ctx) => ctx.wait_until(work),
             None => self.pending.borrow_mut().push(Box::pin(work)),
         }
     }

@@ -12,7 +12,6 @@ mod cache;
 mod context;
 mod cors;
 mod cron;
-mod executor;
 mod files;
 mod generate;
 mod health;
@@ -39,8 +38,7 @@ mod usage;
 mod webhooks;
 
 use self::request::Request;
-use wasm_bindgen::prelude::wasm_bindgen;
-use worker::{event, js_sys, web_sys, Context, Env, Response};
+use worker::{event, Context, Env, Response, Result};
 
 use crate::error::ApiError;
 use crate::request_log::{self, route_of};
@@ -65,18 +63,8 @@ fn start() {
     );
 }
 
-/// The runtime's entry for a request (what `#[event(fetch)]` would make),
-/// its future run by the worker's own executor (see `executor`).
-#[wasm_bindgen]
-pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> js_sys::Promise {
-    executor::promise(async move {
-        let req = Request::new(req);
-        let response = answer(req, env, Context::new(ctx)).await;
-        Ok(web_sys::Response::from(response).into())
-    })
-}
-
-async fn answer(req: Request, env: Env, ctx: Context) -> Response {
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = net::now_ms();
     let inner = Clone::clone(req.inner()); // the same JS object, not Request.clone()
     let cx = RequestContext::new(&req, env, ctx);
@@ -115,7 +103,7 @@ async fn answer(req: Request, env: Env, ctx: Context) -> Response {
     );
     worker::console_log!("{line}");
     drain_unread_body(&inner).await;
-    response
+    Ok(response)
 }
 
 async fn dispatch(req: Request, cx: &RequestContext) -> Response {

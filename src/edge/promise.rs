@@ -83,7 +83,7 @@ fn settle(slot: u32, ok: bool, value: JsValue) {
         }
     });
     if let Some(waker) = waker {
-        super::executor::at_rest(|| waker.wake());
+        waker.wake();
     }
 }
 

@@ -12,11 +12,13 @@ pub struct Request {
     url: String,
 }
 
-impl Request {
-    pub fn new(raw: web_sys::Request) -> Self {
-        Request { method: raw.method(), url: raw.url(), raw }
+impl worker::FromRequest for Request {
+    fn from_raw(raw: web_sys::Request) -> Result<Self, impl Into<Box<dyn std::error::Error>>> {
+        Ok::<_, worker::Error>(Request { method: raw.method(), url: raw.url(), raw })
     }
+}
 
+impl Request {
     pub fn method(&self) -> Method {
         Method::from(self.method.clone())
     }
