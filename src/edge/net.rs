@@ -78,19 +78,19 @@ where
 /// Sends `outbound` with `signal`.
 pub async fn send(outbound: &Outbound<'_>, signal: &web_sys::AbortSignal) -> Result<web_sys::Response, NetError> {
     let failed = |e: JsValue| NetError::Failed(describe(&e));
-    let headers = web_sys::Headers::new().map_err(failed)?;
-    for (name, value) in outbound.headers {
-        headers.set(name, value).map_err(failed)?;
+    // Method, headers and redirect mode in one text, parsed by the runtime
+    // in one call (a `Headers` object and a call per header cost a crossing
+    // each); the signal and the body are set on the parsed object.
+    let headers: serde_json::Map<String, serde_json::Value> =
+        outbound.headers.iter().map(|(name, value)| ((*name).to_owned(), (*value).into())).collect();
+    let mut init = serde_json::json!({ "method": outbound.method, "headers": headers });
+    if outbound.manual_redirect {
+        init["redirect"] = "manual".into();
     }
-    let init = web_sys::RequestInit::new();
-    init.set_method(outbound.method);
-    init.set_headers(&headers);
+    let init: web_sys::RequestInit = js_sys::JSON::parse(&init.to_string()).map_err(failed)?.unchecked_into();
     init.set_signal(Some(signal));
     if let Some(body) = outbound.body {
         init.set_body(body);
-    }
-    if outbound.manual_redirect {
-        init.set_redirect(web_sys::RequestRedirect::Manual);
     }
     let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     let answer = settled(&scope.fetch_with_str_and_init(outbound.url, &init)).await.map_err(failed)?;

@@ -119,10 +119,11 @@ pub async fn keep_outputs(
         }
     };
     let predict_time_ms = crate::usage::predict_time_ms(&prediction.rest);
-    let env = cx.env.clone();
+    // The request's bindings, looked up once per request.
+    let store = cx.store().ok().cloned();
     let prediction_id = prediction.id.clone();
     cx.wait_until(async move {
-        if let Ok(store) = Store::from_env(&env) {
+        if let Some(store) = store {
             let deadline = now_ms().saturating_add(COPY_BUDGET_MS);
             let copies = to_copy.into_iter().map(|NewImage { record, source }| {
                 let store = &store;

@@ -10,11 +10,13 @@ pub struct Request {
     raw: web_sys::Request,
     method: String,
     url: String,
+    /// Read once: each read of `headers` is a call into the runtime.
+    headers: Headers,
 }
 
 impl worker::FromRequest for Request {
     fn from_raw(raw: web_sys::Request) -> Result<Self, impl Into<Box<dyn std::error::Error>>> {
-        Ok::<_, worker::Error>(Request { method: raw.method(), url: raw.url(), raw })
+        Ok::<_, worker::Error>(Request { method: raw.method(), url: raw.url(), headers: Headers(raw.headers()), raw })
     }
 }
 
@@ -23,8 +25,8 @@ impl Request {
         Method::from(self.method.clone())
     }
 
-    pub fn headers(&self) -> Headers {
-        Headers(self.raw.headers())
+    pub fn headers(&self) -> &Headers {
+        &self.headers
     }
 
     /// The URL, parsed (the runtime serialized it: it parses).

@@ -39,6 +39,7 @@ const MAX_UNSIZED_BYTES: u64 = 32 * 1024 * 1024;
 const SNIFF_BYTES: usize = 16;
 
 /// What a copy may fetch, and how much.
+#[derive(Clone, Copy)]
 struct CopyLimits {
     extra_hosts: &'static [String],
     max_output_bytes: u64,
@@ -80,6 +81,7 @@ pub struct Read {
     pub unless_etag: Option<String>,
 }
 
+#[derive(Clone)]
 pub struct Store {
     bucket: Bucket,
     kv: Kv,
