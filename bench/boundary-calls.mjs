@@ -3,6 +3,12 @@
 // build/index.js whose imports are wrapped in counters, per generation.
 //
 //   node bench/boundary-calls.mjs [generations=10]
+//
+// BOUNDARY_BUILD=<dir> counts another build's (index.js and index_bg.wasm in
+// <dir>); BOUNDARY_CALLERS=<n> lists each call with the n innermost wasm
+// functions it came from (named only in a build that kept its names: copy
+// build/ right after `worker-build --release`, before scripts/build.sh
+// strips them).
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GENERATE_INPUT, generate, waitCopies } from "./paired.mjs";
@@ -10,24 +16,31 @@ import { root, startEmulator, startWorker } from "./services.mjs";
 
 const GENERATIONS = Number(process.argv[2]) > 0 ? Number(process.argv[2]) : 10;
 const dir = join(root, "target", "boundary-calls");
+const build = process.env.BOUNDARY_BUILD ? join(root, process.env.BOUNDARY_BUILD) : join(root, "build");
+const callers = Number(process.env.BOUNDARY_CALLERS) > 0 ? Number(process.env.BOUNDARY_CALLERS) : 0;
 
 /** The build's glue with every import wrapped in a counter; /__calls answers and resets the counts. */
 function countingBuild() {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  copyFileSync(join(root, "build", "index_bg.wasm"), join(dir, "index_bg.wasm"));
-  const glue = readFileSync(join(root, "build", "index.js"), "utf8");
+  copyFileSync(join(build, "index_bg.wasm"), join(dir, "index_bg.wasm"));
+  const glue = readFileSync(join(build, "index.js"), "utf8");
   // The glue instantiates the module as `new WebAssembly.Instance(<module>, <imports>())`.
   const instantiation = /new WebAssembly\.Instance\((\w+),(\w+)\(\)\)/g;
   if (!instantiation.test(glue)) throw new Error("boundary-calls: the glue's instantiation was not found");
   const counted = glue.replace(instantiation, "new WebAssembly.Instance($1,globalThis.__countImports($2()))");
-  const counters = `globalThis.__calls = {};
+  const counters = `const CALLERS = ${callers};
+// The innermost wasm frames of a stack, innermost first, without hashes.
+const callersOf = (stack) => stack.split(String.fromCharCode(10)).filter((line) => line.includes("wasm"))
+  .slice(0, CALLERS).map((line) => line.trim().replace(/^at /, "").split(" (wasm")[0].replace(/::h[0-9a-f]{16}/g, "")).join(" < ");
+globalThis.__calls = {};
 globalThis.__countImports = (imports) => {
   for (const module of Object.values(imports)) {
     for (const [name, f] of Object.entries(module)) {
       if (typeof f !== "function") continue;
       module[name] = function (...args) {
-        globalThis.__calls[name] = (globalThis.__calls[name] ?? 0) + 1;
+        const key = CALLERS === 0 ? name : name + " | " + callersOf(new Error().stack ?? "");
+        globalThis.__calls[key] = (globalThis.__calls[key] ?? 0) + 1;
         return f.apply(this, args);
       };
     }
@@ -65,7 +78,8 @@ try {
   // Name without wasm-bindgen's prefix and hash: __wbg_then_c949d5a25a4e78f8 -> then.
   const rows = new Map();
   for (const [name, n] of Object.entries(await calls())) {
-    const short = name.replace(/^__wbg_/, "").replace(/_[0-9a-f]{16}$/, "");
+    const [imported, from] = name.split(" | ");
+    const short = imported.replace(/^__wbg_/, "").replace(/_[0-9a-f]{16}$/, "") + (from ? ` | ${from.replace(/\bfluxgate\.wasm\./g, "")}` : "");
     rows.set(short, (rows.get(short) ?? 0) + n / GENERATIONS);
   }
   const sorted = [...rows].sort((a, b) => b[1] - a[1]);
