@@ -1,9 +1,9 @@
 //! Awaiting the runtime's promises. `JsFuture` makes two closures per
 //! promise (each registered with a `FinalizationRegistry`, then released
-//! again): eight crossings between wasm and JavaScript per await. Here a
-//! promise gets a numbered slot and is watched by a line of JavaScript that
-//! reports its outcome to one long-lived callback: two crossings, no
-//! closures made per await.
+//! again): about eight crossings between wasm and JavaScript per await.
+//! Here a promise gets a numbered slot and is watched by a line of
+//! JavaScript that reports its outcome to one long-lived callback: two
+//! crossings, and no closure of the wasm's made per await.
 
 use std::cell::RefCell;
 use std::future::Future;
