@@ -5,7 +5,7 @@
 use serde_json::json;
 use worker::Response;
 
-use super::{respond, RequestContext, IMAGES_BUCKET, METADATA_KV};
+use super::{respond, RequestContext};
 use crate::error::ApiError;
 use crate::health::{missing, Setup};
 
@@ -15,11 +15,8 @@ pub async fn get(cx: &RequestContext) -> Result<Response, ApiError> {
         Ok(store) => store.lost_count_recent().await.ok(),
         Err(_) => None,
     };
-    // Looked up once each: a lookup is a few calls into the runtime.
-    let (r2, kv) = (
-        super::r2::Bucket::from_env(&cx.env, IMAGES_BUCKET).is_some(),
-        super::kv::Kv::from_env(&cx.env, METADATA_KV).is_some(),
-    );
+    let (r2, kv) = super::store::bindings(&cx.env);
+    let (r2, kv) = (r2.is_some(), kv.is_some());
     let setup = Setup {
         config_ok: config.is_ok(),
         r2,

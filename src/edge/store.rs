@@ -57,6 +57,7 @@ const LOST_COUNT_KEY: &str = "stats:lost";
 const LOST_COUNT_FRESH_MS: u64 = 10_000;
 
 thread_local! {
+    static BINDINGS: std::cell::OnceCell<(Option<Bucket>, Option<Kv>)> = const { std::cell::OnceCell::new() };
     /// The lost count as this isolate last read or wrote it, and when.
     static LOST_SEEN: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
 }
@@ -88,10 +89,19 @@ pub struct Store {
     limits: CopyLimits,
 }
 
+/// The bucket and the namespace bound as `IMAGES` and `IMAGE_META`, if
+/// bound. Looked up once per isolate: the runtime hands every request of an
+/// isolate the same `env`, with the same binding objects (a lookup is three
+/// calls into the runtime).
+pub fn bindings(env: &Env) -> (Option<Bucket>, Option<Kv>) {
+    BINDINGS.with(|b| b.get_or_init(|| (Bucket::from_env(env, IMAGES_BUCKET), Kv::from_env(env, METADATA_KV))).clone())
+}
+
 impl Store {
     pub fn from_env(env: &Env) -> Result<Self, ApiError> {
-        let bucket = Bucket::from_env(env, IMAGES_BUCKET).ok_or_else(|| misconfigured(IMAGES_BUCKET))?;
-        let kv = Kv::from_env(env, METADATA_KV).ok_or_else(|| misconfigured(METADATA_KV))?;
+        let (bucket, kv) = bindings(env);
+        let bucket = bucket.ok_or_else(|| misconfigured(IMAGES_BUCKET))?;
+        let kv = kv.ok_or_else(|| misconfigured(METADATA_KV))?;
         let config = config_of(env).as_ref().map_err(Clone::clone)?;
         let limits = CopyLimits { extra_hosts: &config.extra_output_hosts, max_output_bytes: config.max_output_bytes };
         Ok(Self { bucket, kv, limits })
