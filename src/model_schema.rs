@@ -221,11 +221,16 @@ impl ModelSchema {
         if properties.len() > MAX_FIELDS {
             return Err(format!("Input has {} fields; at most {MAX_FIELDS} are accepted", properties.len()));
         }
-        let required: BTreeSet<&str> = match input.get("required") {
-            None => BTreeSet::new(),
-            Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+        // Inserted one by one: collecting a set sorts first (one more sort
+        // compiled in).
+        let mut required = BTreeSet::new();
+        match input.get("required") {
+            None => {}
+            Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).for_each(|name| {
+                required.insert(name);
+            }),
             Some(_) => return Err("Input.required is not a list".into()),
-        };
+        }
 
         let mut fields = Vec::with_capacity(properties.len());
         for (name, definition) in properties {
@@ -233,7 +238,8 @@ impl ModelSchema {
                 .map_err(|why| format!("field '{}': {why}", shorten(name)))?;
             fields.push(field);
         }
-        fields.sort_by(|a, b| field_order(a).cmp(&field_order(b)));
+        // The key is total (names are unique): an unstable sort orders alike.
+        fields.sort_unstable_by(|a, b| field_order(a).cmp(&field_order(b)));
         let output = read_output(schemas.get("Output"), schemas);
         Ok(ModelSchema { fields, output, strict: true })
     }

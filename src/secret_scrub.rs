@@ -26,9 +26,10 @@ const BEARER: &[u8] = b"bearer";
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut secrets: Vec<&str> =
         secrets.iter().map(|s| s.trim()).filter(|s| s.chars().count() >= MIN_SECRET_CHARS).collect();
-    secrets.sort_unstable_by_key(|s| std::cmp::Reverse(s.len()));
     let mut text = text.to_owned();
-    for secret in secrets {
+    // Longest first (a few secrets at most: picked in turn, no sort).
+    while let Some(longest) = (0..secrets.len()).max_by_key(|&i| secrets[i].len()) {
+        let secret = secrets.swap_remove(longest);
         if text.contains(secret) {
             text = text.replace(secret, REDACTED);
         }

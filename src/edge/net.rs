@@ -81,8 +81,10 @@ pub async fn send(outbound: &Outbound<'_>, signal: &web_sys::AbortSignal) -> Res
     // Method, headers and redirect mode in one text, parsed by the runtime
     // in one call (a `Headers` object and a call per header cost a crossing
     // each); the signal and the body are set on the parsed object.
-    let headers: serde_json::Map<String, serde_json::Value> =
-        outbound.headers.iter().map(|(name, value)| ((*name).to_owned(), (*value).into())).collect();
+    let mut headers = serde_json::Map::new();
+    for (name, value) in outbound.headers {
+        headers.insert((*name).to_owned(), (*value).into());
+    }
     let mut init = serde_json::json!({ "method": outbound.method, "headers": headers });
     if outbound.manual_redirect {
         init["redirect"] = "manual".into();

@@ -137,7 +137,12 @@ impl ObjectMetadata {
 
     /// And with custom metadata.
     pub fn custom(mut self, entries: &[(&str, String)]) -> Self {
-        let map = entries.iter().map(|(k, v)| ((*k).to_owned(), Value::from(v.as_str()))).collect();
+        // Inserted one by one: collecting a map sorts first, one more sort
+        // compiled in for this entry type.
+        let mut map = Map::new();
+        for (name, value) in entries {
+            map.insert((*name).to_owned(), Value::from(value.as_str()));
+        }
         self.custom_metadata = Some(map);
         self
     }
