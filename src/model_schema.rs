@@ -221,14 +221,12 @@ impl ModelSchema {
         if properties.len() > MAX_FIELDS {
             return Err(format!("Input has {} fields; at most {MAX_FIELDS} are accepted", properties.len()));
         }
-        // Inserted one by one: collecting a set sorts first (one more sort
-        // compiled in).
+        // Extended, not collected: collecting a set sorts first (one more
+        // sort compiled in).
         let mut required = BTreeSet::new();
         match input.get("required") {
             None => {}
-            Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).for_each(|name| {
-                required.insert(name);
-            }),
+            Some(Value::Array(names)) => required.extend(names.iter().filter_map(Value::as_str)),
             Some(_) => return Err("Input.required is not a list".into()),
         }
 

@@ -105,8 +105,7 @@ pub struct Kv(KvNamespace);
 impl Kv {
     /// The namespace bound as `binding`; `None` when there is none.
     pub fn from_env(env: &Env, binding: &str) -> Option<Kv> {
-        let value = js_sys::Reflect::get(env, &JsValue::from_str(binding)).ok()?;
-        value.is_object().then(|| Kv(value.unchecked_into()))
+        super::binding(env, binding).map(|value| Kv(value.unchecked_into()))
     }
 
     pub async fn get_text(&self, key: &str) -> Result<Option<String>, KvError> {

@@ -45,6 +45,12 @@ use crate::request_log::{self, route_of};
 use crate::routes::{self, Route};
 pub use context::RequestContext;
 
+/// The object bound as `name` in `env`; `None` when there is none.
+fn binding(env: &Env, name: &str) -> Option<worker::wasm_bindgen::JsValue> {
+    let value = worker::js_sys::Reflect::get(env, &name.into()).ok()?;
+    value.is_object().then_some(value)
+}
+
 /// Binding names, as declared in wrangler.toml.
 pub const IMAGES_BUCKET: &str = "IMAGES";
 pub const METADATA_KV: &str = "IMAGE_META";

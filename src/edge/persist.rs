@@ -119,7 +119,6 @@ pub async fn keep_outputs(
         }
     };
     let predict_time_ms = crate::usage::predict_time_ms(&prediction.rest);
-    // The request's bindings, looked up once per request.
     let store = cx.store().ok().cloned();
     let prediction_id = prediction.id.clone();
     cx.wait_until(async move {

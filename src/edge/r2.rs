@@ -168,8 +168,7 @@ pub struct Bucket(R2Bucket);
 impl Bucket {
     /// The bucket bound as `binding`; `None` when there is none.
     pub fn from_env(env: &Env, binding: &str) -> Option<Bucket> {
-        let value = js_sys::Reflect::get(env, &JsValue::from_str(binding)).ok()?;
-        value.is_object().then(|| Bucket(value.unchecked_into()))
+        super::binding(env, binding).map(|value| Bucket(value.unchecked_into()))
     }
 
     /// The object's metadata, without its bytes; `None` when there is none.
