@@ -50,7 +50,10 @@ rm -f "$STAMP"
 worker-build --release >&2
 # The name section (function names, ~70 KB gzipped) is not shipped: less to
 # download and compile at every isolate start; panics keep their message.
-"$WASM_OPT_BIN" build/index_bg.wasm --strip-debug --strip-producers \
+# -O3: binaryen inlines the small functions rustc left as calls; fewer calls
+# in V8's baseline tier (each pays a frame setup) measured 0.24 and 0.30 ms
+# of CPU less per generation (paired, A/A column), and 0.6 KB less gzipped.
+"$WASM_OPT_BIN" build/index_bg.wasm -O3 --strip-debug --strip-producers \
   --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
   --enable-reference-types --enable-multivalue -o build/index_bg.wasm >&2
 mkdir -p target
