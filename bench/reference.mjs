@@ -90,7 +90,10 @@ export async function referenceBuild({ log = (m) => process.stderr.write(`bench:
     log(`${name}: worker-build --release (the first build compiles its dependencies: minutes; output in ${logPath})`);
     const built = await runLogged(["bash", "-c", 'source "$1" && exec worker-build --release', "_", toolEnv], {
       cwd: join(root, src),
-      env: { ...process.env, CARGO_TARGET_DIR: join(root, CACHE, "cargo") },
+      // RUSTFLAGS set (empty) wins over any .cargo/config.toml cargo finds in
+      // the directories above (this repository's): the revision is built with
+      // its own flags.
+      env: { ...process.env, CARGO_TARGET_DIR: join(root, CACHE, "cargo"), RUSTFLAGS: "" },
       logPath: join(root, logPath),
     });
     if (built !== 0) throw new Error(`worker-build --release exited with ${built}; the end of ${logPath}:\n${tail(join(root, logPath))}`);
