@@ -166,8 +166,8 @@ function sizeSection(r) {
   if (r.start) {
     const st = r.start;
     rows.push(
-      [`fluxgate: new Miniflare -> first /health answer, median of ${st.rounds}`, `${ms(st.medianFluxgateMs)} ms`],
-      [`floor: new Miniflare -> first /health answer, median of ${st.rounds}`, `${ms(st.medianFloorMs)} ms`],
+      [`fluxgate: new Miniflare -> first /health answer, median of ${st.rounds} rounds`, `${ms(st.medianFluxgateMs)} ms`],
+      [`floor: new Miniflare -> first /health answer, median of ${st.rounds} rounds`, `${ms(st.medianFloorMs)} ms`],
       ["fluxgate - floor: median (range over rounds)", `${sms(st.difference.median)} ms (${range(st.difference.min, st.difference.max, signed(1))})`],
       ["A/A, fluxgate again - fluxgate: median (range)", `${sms(st.aa.median)} ms (${range(st.aa.min, st.aa.max, signed(1))})`],
     );
@@ -179,8 +179,8 @@ function sizeSection(r) {
       );
     }
     notes.push(
-      `the paired rounds' starts (fluxgate, fluxgate again, floor, in a rotated order), after one unmeasured start of each build; range over rounds`,
-      `fluxgate ${st.fluxgateMs.map(fixed(1)).join(", ")} ms; again ${st.fluxgateAgainMs.map(fixed(1)).join(", ")} ms; floor ${st.floorMs.map(fixed(1)).join(", ")} ms`,
+      `the paired rounds' starts, after one unmeasured start of each build: in each round every build starts ${st.startsPerRound} times (fluxgate, fluxgate again, floor, in a rotated order, repeated), a round's figure per build is the median of its starts; range over rounds`,
+      `per round, fluxgate ${st.fluxgateMs.map(fixed(1)).join(", ")} ms; again ${st.fluxgateAgainMs.map(fixed(1)).join(", ")} ms; floor ${st.floorMs.map(fixed(1)).join(", ")} ms`,
     );
   }
   const tables = [table([left("measure"), "value"], rows)];

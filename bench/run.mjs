@@ -20,7 +20,8 @@
 //    Without a reference build (it failed to build or to answer) the phases
 //    run on fluxgate alone and the report says why.
 //
-// Knobs (environment): BENCH_ROUNDS, BENCH_SETS, BENCH_BATCH_SCALE,
+// Knobs (environment): BENCH_ROUNDS, BENCH_SETS, BENCH_STARTS (starts of each
+// build per round, default 3), BENCH_BATCH_SCALE,
 // BENCH_QUIET_MS, BENCH_PAIRED_SECONDS (paired CPU and start-up: rounds stop,
 // once 3 are done, when this budget is spent); BENCH_SECONDS (autocannon
 // phase length: each build's runs of a phase add up to it); BENCH_REFERENCE
