@@ -179,7 +179,7 @@ function sizeSection(r) {
       );
     }
     notes.push(
-      `the paired rounds' starts, after one unmeasured start of each build: in each round every build starts ${st.startsPerRound} times (fluxgate, fluxgate again, floor, in a rotated order, repeated), a round's figure per build is the median of its starts; range over rounds`,
+      `the paired rounds' starts, after two unmeasured starts of each build: in each round every build starts ${st.startsPerRound} times (fluxgate, fluxgate again, floor, in a rotated order, repeated), a round's figure per build is the median of its starts; range over rounds`,
       `per round, fluxgate ${st.fluxgateMs.map(fixed(1)).join(", ")} ms; again ${st.fluxgateAgainMs.map(fixed(1)).join(", ")} ms; floor ${st.floorMs.map(fixed(1)).join(", ")} ms`,
     );
   }
