@@ -5,6 +5,7 @@
 //! field.
 
 use super::promise::settled;
+use super::BindingError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
@@ -29,22 +30,6 @@ extern "C" {
 
     #[wasm_bindgen(method, catch)]
     fn list(this: &KvNamespace, options: &JsValue) -> Result<Promise, JsValue>;
-}
-
-/// A failed KV call, with the runtime's message.
-#[derive(Debug, Clone)]
-pub struct KvError(String);
-
-impl std::fmt::Display for KvError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<JsValue> for KvError {
-    fn from(e: JsValue) -> Self {
-        KvError(super::net::js_message(&e).unwrap_or_else(|| "the KV call failed".into()))
-    }
 }
 
 /// How a value is written: when it expires, and the metadata kept with it.
@@ -108,48 +93,48 @@ impl Kv {
         super::binding(env, binding).map(|value| Kv(value.unchecked_into()))
     }
 
-    pub async fn get_text(&self, key: &str) -> Result<Option<String>, KvError> {
+    pub async fn get_text(&self, key: &str) -> Result<Option<String>, BindingError> {
         let value = settled(&self.0.get(key)?).await?;
         Ok(value.as_string())
     }
 
     /// The value under `key` parsed as `T`; unreadable JSON is an error.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, KvError> {
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, BindingError> {
         match self.get_text(key).await? {
             None => Ok(None),
-            Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| KvError(format!("{key}: {e}"))),
+            Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| BindingError(format!("{key}: {e}"))),
         }
     }
 
-    pub async fn put<M: Serialize>(&self, key: &str, value: &str, options: PutOptions<M>) -> Result<(), KvError> {
+    pub async fn put<M: Serialize>(&self, key: &str, value: &str, options: PutOptions<M>) -> Result<(), BindingError> {
         let options = if options.ttl_secs.is_none() && options.metadata.is_none() {
             JsValue::UNDEFINED
         } else {
-            let text = serde_json::to_string(&options).map_err(|e| KvError(e.to_string()))?;
+            let text = serde_json::to_string(&options).map_err(|e| BindingError(e.to_string()))?;
             js_sys::JSON::parse(&text)?
         };
         settled(&self.0.put(key, value, &options)?).await?;
         Ok(())
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), KvError> {
+    pub async fn delete(&self, key: &str) -> Result<(), BindingError> {
         settled(&self.0.delete(key)?).await?;
         Ok(())
     }
 
     /// One page of at most `limit` keys under `prefix`, from `cursor`.
-    pub async fn page(&self, prefix: &str, cursor: Option<&str>, limit: usize) -> Result<Page, KvError> {
+    pub async fn page(&self, prefix: &str, cursor: Option<&str>, limit: usize) -> Result<Page, BindingError> {
         let options =
-            serde_json::to_string(&ListOptions { prefix, limit, cursor }).map_err(|e| KvError(e.to_string()))?;
+            serde_json::to_string(&ListOptions { prefix, limit, cursor }).map_err(|e| BindingError(e.to_string()))?;
         let listed = settled(&self.0.list(&js_sys::JSON::parse(&options)?)?).await?;
         let text = String::from(js_sys::JSON::stringify(&listed)?);
-        let page: RawPage = serde_json::from_str(&text).map_err(|e| KvError(format!("KV list: {e}")))?;
+        let page: RawPage = serde_json::from_str(&text).map_err(|e| BindingError(format!("KV list: {e}")))?;
         let cursor = page.cursor.filter(|c| !page.list_complete && !c.is_empty());
         Ok(Page { keys: page.keys, cursor })
     }
 
     /// The names of every key under `prefix`, page after page.
-    pub async fn all_names(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+    pub async fn all_names(&self, prefix: &str) -> Result<Vec<String>, BindingError> {
         let mut names = Vec::new();
         let mut cursor = None;
         loop {

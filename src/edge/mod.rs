@@ -51,6 +51,23 @@ fn binding(env: &Env, name: &str) -> Option<worker::wasm_bindgen::JsValue> {
     value.is_object().then_some(value)
 }
 
+/// A failed call to a KV or R2 binding, with the runtime's message (callers
+/// say which binding and what for).
+#[derive(Debug, Clone)]
+pub struct BindingError(String);
+
+impl std::fmt::Display for BindingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<worker::wasm_bindgen::JsValue> for BindingError {
+    fn from(e: worker::wasm_bindgen::JsValue) -> Self {
+        BindingError(net::js_message(&e).unwrap_or_else(|| "the binding's call failed".into()))
+    }
+}
+
 /// Binding names, as declared in wrangler.toml.
 pub const IMAGES_BUCKET: &str = "IMAGES";
 pub const METADATA_KV: &str = "IMAGE_META";

@@ -13,6 +13,7 @@ use worker::web_sys::ReadableStream;
 use worker::Env;
 
 use super::promise::settled;
+use super::BindingError;
 
 #[wasm_bindgen]
 extern "C" {
@@ -102,22 +103,6 @@ impl Range {
     }
 }
 
-/// A failed R2 call, with the runtime's message.
-#[derive(Debug, Clone)]
-pub struct R2Error(String);
-
-impl std::fmt::Display for R2Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<JsValue> for R2Error {
-    fn from(e: JsValue) -> Self {
-        R2Error(super::net::js_message(&e).unwrap_or_else(|| "the R2 call failed".into()))
-    }
-}
-
 /// What a put stores beside the bytes.
 #[derive(Serialize)]
 pub struct ObjectMetadata {
@@ -172,7 +157,7 @@ impl Bucket {
     }
 
     /// The object's metadata, without its bytes; `None` when there is none.
-    pub async fn head(&self, key: &str) -> Result<Option<Object>, R2Error> {
+    pub async fn head(&self, key: &str) -> Result<Option<Object>, BindingError> {
         let found = settled(&self.0.head(key)?).await?;
         Ok(object(found))
     }
@@ -184,7 +169,7 @@ impl Bucket {
         key: &str,
         range: Option<&Range>,
         unless_etag: Option<&str>,
-    ) -> Result<Option<Object>, R2Error> {
+    ) -> Result<Option<Object>, BindingError> {
         let options = match (range, unless_etag) {
             (None, None) => JsValue::UNDEFINED,
             _ => {
@@ -203,26 +188,26 @@ impl Bucket {
     }
 
     /// Stores `value` (bytes or a stream) under `key`; the stored object.
-    pub async fn put(&self, key: &str, value: &JsValue, metadata: &ObjectMetadata) -> Result<Object, R2Error> {
-        let options = serde_json::to_string(metadata).map_err(|e| R2Error(e.to_string()))?;
+    pub async fn put(&self, key: &str, value: &JsValue, metadata: &ObjectMetadata) -> Result<Object, BindingError> {
+        let options = serde_json::to_string(metadata).map_err(|e| BindingError(e.to_string()))?;
         let stored = settled(&self.0.put(key, value, &js_sys::JSON::parse(&options)?)?).await?;
-        object(stored).ok_or_else(|| R2Error("R2 put stored nothing".into()))
+        object(stored).ok_or_else(|| BindingError("R2 put stored nothing".into()))
     }
 
     /// Stores `bytes` under `key`.
-    pub async fn put_bytes(&self, key: &str, bytes: &[u8], metadata: &ObjectMetadata) -> Result<Object, R2Error> {
+    pub async fn put_bytes(&self, key: &str, bytes: &[u8], metadata: &ObjectMetadata) -> Result<Object, BindingError> {
         let array = js_sys::Uint8Array::from(bytes);
         self.put(key, &array, metadata).await
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), R2Error> {
+    pub async fn delete(&self, key: &str) -> Result<(), BindingError> {
         settled(&self.0.delete(key)?).await?;
         Ok(())
     }
 
     /// One page of the objects under `prefix`, from `cursor`, each with its
     /// custom metadata value `custom`.
-    pub async fn list(&self, prefix: &str, cursor: Option<&str>, custom: &str) -> Result<Listed, R2Error> {
+    pub async fn list(&self, prefix: &str, cursor: Option<&str>, custom: &str) -> Result<Listed, BindingError> {
         let mut options = json!({ "prefix": prefix, "include": ["customMetadata"] });
         if let Some(cursor) = cursor {
             options["cursor"] = Value::from(cursor);

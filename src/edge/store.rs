@@ -13,7 +13,8 @@ use worker::web_sys::ReadableStream;
 use worker::Env;
 
 use super::kv::{Kv, PutOptions};
-use super::r2::{Bucket, Object, ObjectMetadata, R2Error, Range};
+use super::r2::{Bucket, Object, ObjectMetadata, Range};
+use super::BindingError;
 
 use super::context::config_of;
 use super::net::{discard, fetch_output, now_ms, read_capped, sleep_ms, NetError};
@@ -488,7 +489,7 @@ fn misconfigured(binding: &str) -> ApiError {
     ApiError::misconfigured(500, format!("binding {binding} is missing"))
 }
 
-fn r2_error(e: R2Error) -> ApiError {
+fn r2_error(e: BindingError) -> ApiError {
     ApiError::internal().with_cause(format!("R2: {e}"))
 }
 
