@@ -11,11 +11,8 @@
 //                      called with AUTH_TOKEN (subject "service", no limits;
 //                      the model's schema is kept per isolate after the
 //                      first request, so no schema call follows):
-//                      usage::admit counts the generation, written after
-//                        the answer (waitUntil: usage::write): KV get
-//                        usage:service:<day>, KV put of it (and KV put
-//                        usage-day:<day>:service when KV had no usage for
-//                        the day yet);
+//                      usage::admit counts the generation (written with
+//                        the images' usage, after the copies);
 //                      fetch: create with Prefer: wait (the emulator answers
 //                        it finished, so no poll follows);
 //                      before answering, concurrently (persist::keep_outputs,
@@ -28,8 +25,8 @@
 //                        (the answer kept for an identical request, with a
 //                        TTL: the input names a seed, and `Cache-Control:
 //                        no-cache` still keeps it: cache::keep);
-//                      and (Store::copy):
-//                        R2 head <id> (Store::already_stored),
+//                      and (Store::copy; no R2 head first: nobody else
+//                        can have stored a new prediction's bytes):
 //                        fetch the output (Store::copy_from),
 //                        R2 put <id> streaming the body (fluxgate tees it
 //                          and reads 16 bytes of one branch to check they
@@ -37,8 +34,11 @@
 //                        concurrently KV put image:<id> (stored) and
 //                          KV delete pending:<id> (Store::put_record),
 //                        once the copies are done (persist::keep_outputs),
-//                          one usage::add of the images, their bytes and the
-//                          predict_time: KV get + KV put of usage:service:<day>
+//                          one usage::add of the generation, the images,
+//                          their bytes and the predict_time: KV get + KV put
+//                          of usage:service:<day> (and KV put
+//                          usage-day:<day>:service when KV had no usage for
+//                          the day yet)
 //   GET /image/{id}    R2 get, body streamed (src/edge/image.rs, from_r2
 //                      without conditional or range headers)
 //
@@ -91,7 +91,6 @@ async function addUsage(env, delta) {
 
 async function generate(request, env, ctx) {
   const { input } = await request.json();
-  ctx.waitUntil(addUsage(env, { generations: 1 }));
   const created = await fetch(`${env.REPLICATE_API_BASE}/v1/models/${defaultModel(env)}/predictions`, {
     method: "POST",
     headers: {
@@ -136,13 +135,12 @@ async function generate(request, env, ctx) {
 }
 
 async function persist(env, record, predictTimeMs) {
-  await env.IMAGES.head(record.id);
   const upstream = await fetch(record.source_url);
   const contentType = upstream.headers.get("content-type");
   const stored = await env.IMAGES.put(record.id, upstream.body, { httpMetadata: { contentType } });
   const done = { ...record, status: "stored", content_type: contentType, size: stored.size, attempts: 1 };
   await Promise.all([putRecord(env, done), env.IMAGE_META.delete(`pending:${record.id}`)]);
-  await addUsage(env, { images_stored: 1, bytes_stored: stored.size, predict_time_ms: predictTimeMs });
+  await addUsage(env, { generations: 1, images_stored: 1, bytes_stored: stored.size, predict_time_ms: predictTimeMs });
 }
 
 async function sha256Hex(text) {

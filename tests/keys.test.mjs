@@ -6,6 +6,7 @@ import {
   AUTH_TOKEN,
   SERVICE_REPLICATE_TOKEN,
   USER_REPLICATE_TOKEN,
+  addRule,
   createsFor,
   eventually,
   generate,
@@ -194,6 +195,38 @@ describe("API keys", () => {
     }, 8000, "five generations written to KV");
     assert.equal(written.generations, 5);
     assert.notEqual(await kv.get(`usage-day:${day}:${id}`), null, "the day's index of subjects lists the key");
+  });
+
+  test("a generation's usage is written once, with its images' (one KV write to the key per generation)", async () => {
+    const w = await worker();
+    const { id, key } = await createKey(w);
+    const prompt = uniquePrompt("one usage write");
+    // The output's download takes 1.5 s: the copy into R2 ends that much after the answer.
+    await addRule({ when: { outputOf: prompt }, then: { latencyMs: 1500 } });
+    const res = await generateAs(w, key, prompt);
+    assert.equal(res.status, 200);
+    const image = (await res.json()).id;
+    const kv = await w.mf.getKVNamespace("IMAGE_META");
+    const usageKey = `usage:${id}:${new Date().toISOString().slice(0, 10)}`;
+    // This isolate counts the generation at once.
+    const counted = await (await w.fetch("/usage", { headers: as(key) })).json();
+    assert.equal(counted.usage.generations, 1);
+    // Until the copy is done, KV holds no usage for the key: the generation
+    // is not written on its own, ahead of its image.
+    const seen = [];
+    for (let stop = Date.now() + 1000; Date.now() < stop; ) {
+      const text = await kv.get(usageKey);
+      if (text !== null) seen.push(JSON.parse(text));
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.deepEqual(seen, [], "usage written before the image was stored");
+    await stored(w, image);
+    const written = await eventually(async () => {
+      const usage = JSON.parse((await kv.get(usageKey)) ?? "{}");
+      return usage.images_stored === 1 && usage;
+    }, 8000, "the usage written with the image");
+    assert.equal(written.generations, 1, "the generation counted in the same write");
+    assert.ok(written.bytes_stored > 0);
   });
 
   test("one key cannot list or delete another's images", async () => {

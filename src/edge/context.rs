@@ -126,6 +126,9 @@ pub struct RequestContext {
     noted: RefCell<Noted>,
     /// The caller's nearest limit, as `RateLimit-*` headers for the answer.
     rate_limit: RefCell<Option<Vec<(&'static str, String)>>>,
+    /// Usage this request counted, as (subject, day), whose write to KV is
+    /// not scheduled yet (see `usage::count_later`).
+    counted: RefCell<Vec<(String, String)>>,
 }
 
 impl RequestContext {
@@ -151,6 +154,7 @@ impl RequestContext {
             subject: RefCell::new(None),
             noted: RefCell::new(Noted::default()),
             rate_limit: RefCell::new(None),
+            counted: RefCell::new(Vec::new()),
         }
     }
 
@@ -176,6 +180,7 @@ impl RequestContext {
             subject: RefCell::new(None),
             noted: RefCell::new(Noted::default()),
             rate_limit: RefCell::new(None),
+            counted: RefCell::new(Vec::new()),
         })
     }
 
@@ -201,6 +206,20 @@ impl RequestContext {
 
     pub fn store(&self) -> Result<&Store, ApiError> {
         self.store.as_ref().map_err(Clone::clone)
+    }
+
+    /// Notes usage counted for `subject` on `day`, to be written later.
+    pub fn defer_usage(&self, subject: &str, day: String) {
+        let mut counted = self.counted.borrow_mut();
+        if !counted.iter().any(|(s, d)| s == subject && *d == day) {
+            counted.push((subject.to_owned(), day));
+        }
+    }
+
+    /// The usage counted so far whose write is not scheduled: whoever takes
+    /// it writes it.
+    pub fn take_usage(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.counted.borrow_mut())
     }
 
     /// Runs `work` after the answer, within the platform's `waitUntil` budget.

@@ -102,6 +102,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         request_headers: None,
     };
     let mut response = dispatch(req, &cx).await;
+    // Usage counted and not taken by the request's copies into R2.
+    let counted = cx.take_usage();
+    if let (false, Ok(store)) = (counted.is_empty(), cx.store()) {
+        cx.wait_until(usage::write_counted(store.kv().clone(), counted));
+    }
     cors::apply(&cx.env, &cors, &mut response);
     let _ = response.headers_mut().set("X-Request-Id", &cx.request_id);
     // A refusal carries its own; an answer after admission, the caller's limit.

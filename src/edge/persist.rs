@@ -18,7 +18,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 
 use super::net::now_ms;
-use super::store::{Store, COPY_ATTEMPTS, COPY_BUDGET_MS, COPY_TIMEOUT_MS};
+use super::store::{Prior, Store, COPY_ATTEMPTS, COPY_BUDGET_MS, COPY_TIMEOUT_MS};
 use super::RequestContext;
 use crate::error::ApiError;
 use crate::metadata::{
@@ -121,12 +121,15 @@ pub async fn keep_outputs(
     let predict_time_ms = crate::usage::predict_time_ms(&prediction.rest);
     let store = cx.store().ok().cloned();
     let prediction_id = prediction.id.clone();
+    // The request's own usage (the generation) is written with the images'.
+    let counted = cx.take_usage();
+    let prior = if seen == Seen::New { Prior::None } else { Prior::Maybe };
     cx.wait_until(async move {
         if let Some(store) = store {
             let deadline = now_ms().saturating_add(COPY_BUDGET_MS);
             let copies = to_copy.into_iter().map(|NewImage { record, source }| {
                 let store = &store;
-                async move { store.copy(record, &source, COPY_ATTEMPTS, deadline).await }
+                async move { store.copy(record, &source, COPY_ATTEMPTS, deadline, prior).await }
             });
             // The owner's usage is written once for all of it: KV takes
             // about one write per second to a key.
@@ -140,6 +143,7 @@ pub async fn keep_outputs(
             if let (Some(owner), true) = (&owner, delta != crate::usage::Usage::default()) {
                 super::usage::add(store.kv(), owner, delta).await;
             }
+            super::usage::write_counted(store.kv().clone(), counted).await;
         }
         done(&prediction_id);
         if let Some(then) = then {

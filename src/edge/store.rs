@@ -33,6 +33,18 @@ pub const COPY_TIMEOUT_MS: u64 = 60_000;
 pub const COPY_BUDGET_MS: u64 = 25_000;
 /// Copies tried within one request's `wait_until` before leaving it to the cron.
 pub const COPY_ATTEMPTS: u32 = 3;
+
+/// Whether an image's bytes may have been copied into R2 before this copy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Prior {
+    /// By a copy elsewhere (another request, isolate or the cron): R2 is
+    /// checked before the output is downloaded.
+    Maybe,
+    /// Not possibly: the outputs of a prediction this request created,
+    /// whose ids nobody else had until the answer (the cron leaves a
+    /// pending copy alone for minutes, `cron::PENDING_GRACE_MS`).
+    None,
+}
 /// An output without Content-Length is read into memory, never past this
 /// size (nor past the configured maximum output size).
 const MAX_UNSIZED_BYTES: u64 = 32 * 1024 * 1024;
@@ -313,7 +325,7 @@ impl Store {
         attempts: u32,
         deadline_ms: u64,
     ) -> ImageRecord {
-        let (record, fresh) = self.copy(record, source, attempts, deadline_ms).await;
+        let (record, fresh) = self.copy(record, source, attempts, deadline_ms, Prior::Maybe).await;
         if fresh {
             super::usage::count_stored(&self.kv, &record).await;
         }
@@ -321,13 +333,16 @@ impl Store {
     }
 
     /// `persist` without the usage: the record as kept, and whether this
-    /// copy wrote the bytes (true: the caller counts them).
+    /// copy wrote the bytes (true: the caller counts them). `Prior::None`
+    /// (the outputs of a prediction this request created) skips the R2
+    /// check for bytes a copy elsewhere stored.
     pub async fn copy(
         &self,
         mut record: ImageRecord,
         source: &ImageSource,
         attempts: u32,
         deadline_ms: u64,
+        prior: Prior,
     ) -> (ImageRecord, bool) {
         for attempt in 0..attempts {
             if attempt > 0 {
@@ -341,7 +356,7 @@ impl Store {
             let mut fresh = true;
             let copied = match source {
                 ImageSource::Inline(bytes) => self.put_bytes(&record.id, bytes.clone()).await,
-                ImageSource::Fetch(url) => match self.already_stored(&record.id).await {
+                ImageSource::Fetch(url) => match self.already_stored(&record.id, prior).await {
                     Some(stored) => {
                         fresh = false;
                         Ok(stored)
@@ -377,7 +392,10 @@ impl Store {
 
     /// The type and size of bytes already in R2 (put there by a copy made
     /// elsewhere: only checked images are ever written).
-    async fn already_stored(&self, id: &str) -> Option<(String, u64)> {
+    async fn already_stored(&self, id: &str, prior: Prior) -> Option<(String, u64)> {
+        if prior == Prior::None {
+            return None;
+        }
         let object = self.bucket.head(id).await.ok()??;
         let content_type = object.content_type()?;
         Some((content_type, object.size()))

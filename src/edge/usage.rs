@@ -14,9 +14,12 @@
 //!
 //! A generation is counted in this isolate before it is sent to Replicate,
 //! and written to KV after the answer (`wait_until`): the KV round trips are
-//! not on the caller's wait. One write per key runs at a time in an isolate;
-//! what is counted meanwhile goes into its next turn, so a burst of requests
-//! writes a key a few times, not once per request.
+//! not on the caller's wait. When the request keeps outputs, the generation
+//! is written with them, once they are copied into R2 (one read and one
+//! write of the key per generation, not two); otherwise once the request
+//! is answered. One write per key runs at a time in an isolate; what is
+//! counted meanwhile goes into its next turn, so a burst of requests writes
+//! a key a few times, not once per request.
 
 use std::cell::RefCell;
 
@@ -75,10 +78,21 @@ fn count(subject: &str, delta: Usage) -> String {
     day
 }
 
-/// Counts `delta` for `subject` today, written to KV after the answer.
-fn count_later(cx: &RequestContext, kv: &Kv, subject: &str, delta: Usage) {
+/// Counts `delta` for `subject` today, written to KV after the answer: by
+/// the request's copies into R2 when it keeps outputs (`persist`: one write
+/// for the generation and its images, as KV takes about one write per
+/// second to a key), else once the request is answered (`write_counted`).
+fn count_later(cx: &RequestContext, subject: &str, delta: Usage) {
     let day = count(subject, delta);
-    cx.wait_until(write(kv.clone(), subject.to_owned(), day));
+    cx.defer_usage(subject, day);
+}
+
+/// Writes what was counted for each (subject, day) of `counted`; nothing
+/// is read or written for a key with nothing left to write.
+pub async fn write_counted(kv: Kv, counted: Vec<(String, String)>) {
+    for (subject, day) in counted {
+        write(kv.clone(), subject, day).await;
+    }
 }
 
 /// Writes what this isolate counted for `subject` on `day`: reads KV, joins
@@ -157,8 +171,8 @@ pub fn user_token_daily_bytes(cx: &RequestContext) -> Result<u64, ApiError> {
 /// Replicate token have none on generations, only on what they store.
 /// Counts a cache hit for the caller, apart from generations.
 pub fn count_cache_hit(cx: &RequestContext) {
-    let (Ok(store), Some(subject)) = (cx.store(), cx.subject()) else { return };
-    count_later(cx, store.kv(), &subject, Usage::cache_hit());
+    let Some(subject) = cx.subject() else { return };
+    count_later(cx, &subject, Usage::cache_hit());
 }
 
 pub async fn admit(cx: &RequestContext, caller: &Caller) -> Result<(), ApiError> {
@@ -212,7 +226,7 @@ pub async fn admit(cx: &RequestContext, caller: &Caller) -> Result<(), ApiError>
             return Err(too_many(limit, reset, "This Replicate token has stored its daily allowance of bytes here"));
         }
     }
-    count_later(cx, kv, &caller.subject, Usage { generations: 1, ..Usage::default() });
+    count_later(cx, &caller.subject, Usage { generations: 1, ..Usage::default() });
     Ok(())
 }
 
