@@ -120,11 +120,16 @@ try {
   for (const [kind, d] of [...byKind].sort((a, b) => b[1] - a[1])) console.log(`${perGeneration(d).padStart(11)}  ${kind}`);
   const rows = keys.map((k) => [k, diff(k), ours.get(k) ?? 0, floor.get(k) ?? 0]).sort((a, b) => b[1] - a[1]);
   console.log("\n  more in fluxgate (samples: difference, fluxgate, floor; per generation)");
-  for (const [key, d, a, b] of rows.slice(0, ROWS)) {
+  const print = ([key, d, a, b]) => {
     const [thread, dso, symbol] = key.split("\t");
     const where = `${thread} ${dso === "[JIT]" ? "[JIT]" : dso} ${symbol}`;
     console.log(`${String(d).padStart(7)} ${String(a).padStart(7)} ${String(b).padStart(7)}  ${perGeneration(d).padStart(9)}  ${where.slice(0, 120)}`);
-  }
+  };
+  rows.slice(0, ROWS).forEach(print);
+  // What fluxgate's process does less of than the floor's (a kind's total
+  // above nets these against the rows before).
+  console.log("\n  more in the floor (samples: difference, fluxgate, floor; per generation)");
+  rows.slice(-Math.min(ROWS, 15)).reverse().filter(([, d]) => d < 0).forEach(print);
 } finally {
   await emulator.close();
   rmSync(dir, { recursive: true, force: true });
