@@ -40,11 +40,15 @@ pub enum Prior {
     /// By a copy elsewhere (another request, isolate or the cron): R2 is
     /// checked before the output is downloaded.
     Maybe,
-    /// Not possibly: the outputs of a prediction this request created,
-    /// whose ids nobody else had until the answer (the cron leaves a
-    /// pending copy alone for minutes, `cron::PENDING_GRACE_MS`).
+    /// Not before the first attempt: the outputs of a prediction this
+    /// request created, whose ids nobody else had until the answer. Readers
+    /// and the cron leave a pending copy alone until the prediction is 30 s
+    /// and 2 minutes old (their `PENDING_GRACE_MS`); a reader that starts
+    /// while a slow first attempt still runs writes the same checked bytes.
+    /// Retries check R2 as for `Maybe`.
     None,
 }
+
 /// An output without Content-Length is read into memory, never past this
 /// size (nor past the configured maximum output size).
 const MAX_UNSIZED_BYTES: u64 = 32 * 1024 * 1024;
@@ -334,8 +338,8 @@ impl Store {
 
     /// `persist` without the usage: the record as kept, and whether this
     /// copy wrote the bytes (true: the caller counts them). `Prior::None`
-    /// (the outputs of a prediction this request created) skips the R2
-    /// check for bytes a copy elsewhere stored.
+    /// (the outputs of a prediction this request created) skips the first
+    /// attempt's R2 check for bytes a copy elsewhere stored.
     pub async fn copy(
         &self,
         mut record: ImageRecord,
@@ -356,7 +360,9 @@ impl Store {
             let mut fresh = true;
             let copied = match source {
                 ImageSource::Inline(bytes) => self.put_bytes(&record.id, bytes.clone()).await,
-                ImageSource::Fetch(url) => match self.already_stored(&record.id, prior).await {
+                // A retry checks R2 whatever `prior` says: a reader may
+                // have copied the image meanwhile.
+                ImageSource::Fetch(url) => match self.already_stored(&record.id, prior, attempt).await {
                     Some(stored) => {
                         fresh = false;
                         Ok(stored)
@@ -392,8 +398,8 @@ impl Store {
 
     /// The type and size of bytes already in R2 (put there by a copy made
     /// elsewhere: only checked images are ever written).
-    async fn already_stored(&self, id: &str, prior: Prior) -> Option<(String, u64)> {
-        if prior == Prior::None {
+    async fn already_stored(&self, id: &str, prior: Prior, attempt: u32) -> Option<(String, u64)> {
+        if prior == Prior::None && attempt == 0 {
             return None;
         }
         let object = self.bucket.head(id).await.ok()??;
