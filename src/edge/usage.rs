@@ -165,16 +165,16 @@ pub fn user_token_daily_bytes(cx: &RequestContext) -> Result<u64, ApiError> {
     Ok(var_number(cx, "USER_TOKEN_DAILY_BYTES")?.unwrap_or(DEFAULT_USER_TOKEN_DAILY_BYTES))
 }
 
-/// Checks the caller's limits before a generation is sent to Replicate
-/// (a 429 with `Retry-After` and `RateLimit-*` when over one), then counts
-/// the generation. The operator has no limits; callers with their own
-/// Replicate token have none on generations, only on what they store.
 /// Counts a cache hit for the caller, apart from generations.
 pub fn count_cache_hit(cx: &RequestContext) {
     let Some(subject) = cx.subject() else { return };
     count_later(cx, &subject, Usage::cache_hit());
 }
 
+/// Checks the caller's limits before a generation is sent to Replicate
+/// (a 429 with `Retry-After` and `RateLimit-*` when over one), then counts
+/// the generation. The operator has no limits; callers with their own
+/// Replicate token have none on generations, only on what they store.
 pub async fn admit(cx: &RequestContext, caller: &Caller) -> Result<(), ApiError> {
     let store = cx.store()?;
     let kv = store.kv();
