@@ -229,6 +229,22 @@ describe("API keys", () => {
     assert.ok(written.bytes_stored > 0);
   });
 
+  test("a generation that keeps nothing (it failed) still has its count written to KV, once answered", async () => {
+    const w = await worker();
+    const { id, key } = await createKey(w);
+    const prompt = uniquePrompt("failed generation usage");
+    await addRule({ when: { prompt }, then: { fail: "CUDA out of memory" } });
+    const res = await generateAs(w, key, prompt);
+    assert.equal(res.status, 502);
+    const kv = await w.mf.getKVNamespace("IMAGE_META");
+    const usageKey = `usage:${id}:${new Date().toISOString().slice(0, 10)}`;
+    const written = await eventually(async () => {
+      const usage = JSON.parse((await kv.get(usageKey)) ?? "{}");
+      return usage.generations === 1 && usage;
+    }, 8000, "the failed generation's count written to KV");
+    assert.equal(written.images_stored ?? 0, 0);
+  });
+
   test("one key cannot list or delete another's images", async () => {
     const w = await worker();
     const a = await createKey(w);
