@@ -360,15 +360,19 @@ impl Store {
             let mut fresh = true;
             let copied = match source {
                 ImageSource::Inline(bytes) => self.put_bytes(&record.id, bytes.clone()).await,
-                // A retry checks R2 whatever `prior` says: a reader may
-                // have copied the image meanwhile.
-                ImageSource::Fetch(url) => match self.already_stored(&record.id, prior, attempt).await {
-                    Some(stored) => {
-                        fresh = false;
-                        Ok(stored)
+                ImageSource::Fetch(url) => {
+                    // A retry checks R2 whatever `prior` says: a reader may
+                    // have copied the image meanwhile.
+                    let checked = prior == Prior::Maybe || attempt > 0;
+                    let stored = if checked { self.already_stored(&record.id).await } else { None };
+                    match stored {
+                        Some(stored) => {
+                            fresh = false;
+                            Ok(stored)
+                        }
+                        None => self.copy_from(&record.id, url, deadline_ms).await,
                     }
-                    None => self.copy_from(&record.id, url, deadline_ms).await,
-                },
+                }
             };
             match copied {
                 Ok((content_type, size)) => {
@@ -398,10 +402,7 @@ impl Store {
 
     /// The type and size of bytes already in R2 (put there by a copy made
     /// elsewhere: only checked images are ever written).
-    async fn already_stored(&self, id: &str, prior: Prior, attempt: u32) -> Option<(String, u64)> {
-        if prior == Prior::None && attempt == 0 {
-            return None;
-        }
+    async fn already_stored(&self, id: &str) -> Option<(String, u64)> {
         let object = self.bucket.head(id).await.ok()??;
         let content_type = object.content_type()?;
         Some((content_type, object.size()))
