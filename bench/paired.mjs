@@ -25,6 +25,8 @@ export const ROUNDS = envInt("BENCH_ROUNDS", 5);
 export const MIN_ROUNDS = Math.min(ROUNDS, 3);
 /** Sets (A, A2, B, in an order rotated through all six) per kind and round. */
 export const SETS_PER_ROUND = envInt("BENCH_SETS", 6);
+/** Batches of each kind run on each new instance before its sets are measured. */
+export const WARMUP_BATCHES = envInt("BENCH_WARMUP_BATCHES", 1);
 /**
  * Starts of each build per round, interleaved in the round's order: a single
  * start now and then takes far longer than the others (a slow first round made
@@ -417,6 +419,7 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
   });
   return {
     rounds: round,
+    warmupBatches: WARMUP_BATCHES,
     kinds: results,
     start: {
       rounds: starts.A.length,
@@ -460,8 +463,8 @@ async function measureRound(run, subjects, round, log) {
   }
   const count = batchSize(kind);
   if (round === 0) log(`${kind.name}: ${SETS_PER_ROUND} sets x ${workers.length} workers x ${count} requests per round`);
-  // Warm-up: a batch on each, so every isolate has compiled the route.
-  for (const w of workers) await batch(kind, w, run.state, count);
+  // Warm-up: a batch on each (BENCH_WARMUP_BATCHES), so every isolate has compiled the route.
+  for (let k = 0; k < WARMUP_BATCHES; k++) for (const w of workers) await batch(kind, w, run.state, count);
   if (kind.copies) for (const w of workers) await waitCopies(w);
   const orders = permutations(workers.map((w) => w.who));
   run.diff.push([]);

@@ -75,7 +75,7 @@ function pairedSection(r) {
     k.floor ? ms(k.floorWorker.p99Ms) : "-",
   ]);
   const notes = [
-    "each round starts new Miniflare instances of fluxgate, of fluxgate again (A/A) and of the floor (bench/floor-worker.mjs), warms each kind up with one batch per instance, then measures it in sets",
+    `each round starts new Miniflare instances of fluxgate, of fluxgate again (A/A) and of the floor (bench/floor-worker.mjs), warms each kind up with ${(r.paired.warmupBatches ?? 1) === 1 ? "one batch" : `${r.paired.warmupBatches} batches`} per instance, then measures it in sets`,
     "each set: a batch of k requests, one at a time, to each instance, in an order rotated through all six from set to set",
     "a batch's CPU: its workerd process's CPU time from before the first request until the process is quiet again (waitUntil copies into R2 included: for kinds that copy, the pending: index is checked after the CPU is read and copies still running are waited for and charged), / k",
     "k: requests per batch; fluxgate, floor: median CPU per request over the batches",

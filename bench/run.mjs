@@ -21,7 +21,8 @@
 //    run on fluxgate alone and the report says why.
 //
 // Knobs (environment): BENCH_ROUNDS, BENCH_SETS, BENCH_STARTS (starts of each
-// build per round, default 3), BENCH_BATCH_SCALE,
+// build per round, default 3), BENCH_BATCH_SCALE, BENCH_WARMUP_BATCHES
+// (batches of each kind on each new instance before it is measured, default 1),
 // BENCH_QUIET_MS, BENCH_PAIRED_SECONDS (paired CPU and start-up: rounds stop,
 // once 3 are done, when this budget is spent); BENCH_SECONDS (autocannon
 // phase length: each build's runs of a phase add up to it); BENCH_REFERENCE
