@@ -38,7 +38,8 @@
 //                          their bytes and the predict_time: KV get + KV put
 //                          of usage:service:<day> (and KV put
 //                          usage-day:<day>:service when KV had no usage for
-//                          the day yet)
+//                          the day yet), at most once a second, one writer
+//                          at a time taking what was counted meanwhile
 //   GET /image/{id}    R2 get, body streamed (src/edge/image.rs, from_r2
 //                      without conditional or range headers)
 //
@@ -78,15 +79,38 @@ function defaultModel(env) {
   return model;
 }
 
-/** Adds `delta` to the subject's usage of today (usage::add). */
+/** What this isolate counted and has not written, and its one writer's state (usage::write). */
+const ledger = { unwritten: null, writing: false, writtenAt: 0 };
+/** KV takes about one write per second to a key (WRITE_SPACING_MS). */
+const WRITE_SPACING_MS = 1000;
+
+/**
+ * Adds `delta` to the subject's usage of today (usage::add): counted at
+ * once; one writer at a time reads, adds what was counted and writes, at
+ * most once a second, until nothing counted is left.
+ */
 async function addUsage(env, delta) {
-  const day = new Date().toISOString().slice(0, 10);
-  const key = `usage:${SUBJECT}:${day}`;
-  const text = await env.IMAGE_META.get(key);
-  const usage = text ? JSON.parse(text) : {};
-  for (const [name, value] of Object.entries(delta)) usage[name] = (usage[name] ?? 0) + value;
-  await env.IMAGE_META.put(key, JSON.stringify(usage));
-  if (text === null) await env.IMAGE_META.put(`usage-day:${day}:${SUBJECT}`, "");
+  ledger.unwritten ??= {};
+  for (const [name, value] of Object.entries(delta)) ledger.unwritten[name] = (ledger.unwritten[name] ?? 0) + value;
+  if (ledger.writing) return;
+  ledger.writing = true;
+  try {
+    while (ledger.unwritten) {
+      const wait = ledger.writtenAt + WRITE_SPACING_MS - Date.now();
+      if (wait > 0) await scheduler.wait(wait);
+      const day = new Date().toISOString().slice(0, 10);
+      const key = `usage:${SUBJECT}:${day}`;
+      const text = await env.IMAGE_META.get(key);
+      const usage = text ? JSON.parse(text) : {};
+      for (const [name, value] of Object.entries(ledger.unwritten)) usage[name] = (usage[name] ?? 0) + value;
+      ledger.unwritten = null;
+      ledger.writtenAt = Date.now();
+      await env.IMAGE_META.put(key, JSON.stringify(usage));
+      if (text === null) await env.IMAGE_META.put(`usage-day:${day}:${SUBJECT}`, "");
+    }
+  } finally {
+    ledger.writing = false;
+  }
 }
 
 async function generate(request, env, ctx) {

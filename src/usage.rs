@@ -6,7 +6,7 @@
 //! service's `AUTH_TOKEN`. Counters live in KV as JSON under
 //! `usage:<subject>:<YYYY-MM-DD>`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::cache_key::sha256_hex;
 use serde::{Deserialize, Serialize};
@@ -78,16 +78,30 @@ impl Usage {
     }
 }
 
+/// The least time between two writes of one usage key from one isolate:
+/// KV takes about one write per second to a key (more are refused).
+pub const WRITE_SPACING_MS: u64 = 1_000;
+/// How long one writer of a key keeps going: past it, it stops after its
+/// turn and leaves what is counted meanwhile to the next request's writer
+/// (the runtime gives a request's work after its answer 30 s).
+pub const WRITER_BUDGET_MS: u64 = 20_000;
+/// A write under way for longer than this was cut off with its request's
+/// work (the runtime stops it without unwinding it): another may start.
+pub const WRITER_STALE_MS: u64 = 30_000;
+
 /// One isolate's usage bookkeeping, by usage KV key: the running totals as
 /// last written (`Usage::merge`d with what KV said), what was counted and
-/// not written yet, and which keys have a write under way. Counting is
-/// immediate and exact here; writing reads KV, joins and writes the sum, one
-/// write per key at a time, each taking everything counted until then.
+/// not written yet, which keys have a write under way (since when), and when
+/// each was last written. Counting is immediate and exact here; writing
+/// reads KV, joins and writes the sum, one write per key at a time, each
+/// taking everything counted until then, at most one per
+/// [`WRITE_SPACING_MS`] per key.
 #[derive(Debug, Default)]
 pub struct Ledger {
     totals: HashMap<String, Usage>,
     unwritten: HashMap<String, Usage>,
-    writing: HashSet<String>,
+    writing: HashMap<String, u64>,
+    written_at: HashMap<String, u64>,
 }
 
 impl Ledger {
@@ -115,23 +129,43 @@ impl Ledger {
         self.unwritten.contains_key(key)
     }
 
-    /// Marks a write of `key` as under way; false when one already is (it
-    /// will take what is counted meanwhile).
-    pub fn start_writing(&mut self, key: &str) -> bool {
-        self.writing.insert(key.to_owned())
+    /// Marks a write of `key` as under way from `now_ms`; false when one
+    /// already is (it will take what is counted meanwhile), unless that one
+    /// started [`WRITER_STALE_MS`] or more ago.
+    pub fn start_writing(&mut self, key: &str, now_ms: u64) -> bool {
+        match self.writing.get(key) {
+            Some(&since) if now_ms.saturating_sub(since) < WRITER_STALE_MS => false,
+            _ => {
+                self.writing.insert(key.to_owned(), now_ms);
+                true
+            }
+        }
     }
 
-    pub fn stop_writing(&mut self, key: &str) {
-        self.writing.remove(key);
+    /// Ends the write of `key` that started at `since` (not one that took
+    /// over from it).
+    pub fn stop_writing(&mut self, key: &str, since: u64) {
+        if self.writing.get(key) == Some(&since) {
+            self.writing.remove(key);
+        }
+    }
+
+    /// The earliest time the next write of `key` may be sent: [`WRITE_SPACING_MS`]
+    /// after the last one (0 when there was none).
+    pub fn next_write_at(&self, key: &str) -> u64 {
+        self.written_at.get(key).map_or(0, |at| at.saturating_add(WRITE_SPACING_MS))
     }
 
     /// Takes what was counted under `key` (of `day`), joined with what KV
-    /// holds (`stored`): the new total to write, and whether it is the
-    /// subject's first usage that day (neither KV nor this isolate had any).
-    /// `None` when nothing was counted. Totals of other days are dropped.
-    pub fn settle(&mut self, key: &str, day: &str, stored: Option<&Usage>) -> Option<(Usage, bool)> {
+    /// holds (`stored`), for a write sent at `now_ms`: the new total to write,
+    /// and whether it is the subject's first usage that day (neither KV nor
+    /// this isolate had any). `None` when nothing was counted. Totals of
+    /// other days are dropped.
+    pub fn settle(&mut self, key: &str, day: &str, stored: Option<&Usage>, now_ms: u64) -> Option<(Usage, bool)> {
         let delta = self.unwritten.remove(key)?;
         self.totals.retain(|k, _| k.ends_with(day));
+        self.written_at.retain(|k, _| k.ends_with(day));
+        self.written_at.insert(key.to_owned(), now_ms);
         let first = !self.totals.contains_key(key) && stored.is_none();
         let total = self.totals.entry(key.to_owned()).or_default();
         if let Some(stored) = stored {
@@ -262,12 +296,12 @@ mod tests {
         assert_eq!(ledger.view(&key, None).generations, 1);
         assert_eq!(ledger.view(&key, Some(&generations(4))).generations, 5);
         assert!(ledger.has_unwritten(&key));
-        let (total, first) = ledger.settle(&key, "2026-11-22", None).unwrap();
+        let (total, first) = ledger.settle(&key, "2026-11-22", None, 0).unwrap();
         assert_eq!((total.generations, first), (1, true));
         assert!(!ledger.has_unwritten(&key));
         // Written: the total stands in for KV until KV catches up.
         assert_eq!(ledger.view(&key, None).generations, 1);
-        assert_eq!(ledger.settle(&key, "2026-11-22", None), None, "nothing counted, nothing to write");
+        assert_eq!(ledger.settle(&key, "2026-11-22", None, 0), None, "nothing counted, nothing to write");
     }
 
     #[test]
@@ -275,15 +309,15 @@ mod tests {
         let mut ledger = Ledger::default();
         let key = usage_kv_key("k", "2026-11-22");
         ledger.count(&key, &generations(1));
-        ledger.settle(&key, "2026-11-22", None).unwrap();
+        ledger.settle(&key, "2026-11-22", None, 0).unwrap();
         // Another isolate wrote 7 meanwhile; two more counted here.
         ledger.count(&key, &generations(1));
         ledger.count(&key, &generations(1));
-        let (total, first) = ledger.settle(&key, "2026-11-22", Some(&generations(7))).unwrap();
+        let (total, first) = ledger.settle(&key, "2026-11-22", Some(&generations(7)), 0).unwrap();
         assert_eq!((total.generations, first), (9, false));
         // A stale read of KV (older than this isolate's write) takes nothing back.
         ledger.count(&key, &generations(1));
-        let (total, _) = ledger.settle(&key, "2026-11-22", Some(&generations(3))).unwrap();
+        let (total, _) = ledger.settle(&key, "2026-11-22", Some(&generations(3)), 0).unwrap();
         assert_eq!(total.generations, 10);
     }
 
@@ -292,22 +326,64 @@ mod tests {
         let mut ledger = Ledger::default();
         let key = usage_kv_key("k", "2026-11-22");
         ledger.count(&key, &generations(1));
-        assert!(ledger.start_writing(&key));
+        assert!(ledger.start_writing(&key, 0));
         // Counted while the write reads KV: a second write is not started...
         ledger.count(&key, &generations(1));
-        assert!(!ledger.start_writing(&key));
+        assert!(!ledger.start_writing(&key, 5));
         // ...the one under way takes both.
-        let (total, _) = ledger.settle(&key, "2026-11-22", None).unwrap();
+        let (total, _) = ledger.settle(&key, "2026-11-22", None, 0).unwrap();
         assert_eq!(total.generations, 2);
         // Counted after it took them: it goes around again before it stops.
         ledger.count(&key, &Usage::cache_hit());
         assert!(ledger.has_unwritten(&key));
-        let (total, first) = ledger.settle(&key, "2026-11-22", Some(&generations(2))).unwrap();
+        let (total, first) = ledger.settle(&key, "2026-11-22", Some(&generations(2)), 0).unwrap();
         assert_eq!((total.generations, total.cache_hits, first), (2, 1, false));
-        ledger.stop_writing(&key);
-        assert!(ledger.start_writing(&key));
+        ledger.stop_writing(&key, 0);
+        assert!(ledger.start_writing(&key, 10));
         // Other keys are written independently.
-        assert!(ledger.start_writing(&usage_kv_key("other", "2026-11-22")));
+        assert!(ledger.start_writing(&usage_kv_key("other", "2026-11-22"), 10));
+    }
+
+    #[test]
+    fn ledger_spaces_writes_of_a_key() {
+        let mut ledger = Ledger::default();
+        let key = usage_kv_key("k", "2026-11-22");
+        let other = usage_kv_key("other", "2026-11-22");
+        assert_eq!(ledger.next_write_at(&key), 0, "a key never written may be written at once");
+        ledger.count(&key, &generations(1));
+        ledger.settle(&key, "2026-11-22", None, 5_000).unwrap();
+        assert_eq!(ledger.next_write_at(&key), 5_000 + WRITE_SPACING_MS);
+        assert_eq!(ledger.next_write_at(&other), 0, "each key has its own spacing");
+        // The next write's time is when it is sent, not when it was counted.
+        ledger.count(&key, &generations(1));
+        ledger.settle(&key, "2026-11-22", None, 7_500).unwrap();
+        assert_eq!(ledger.next_write_at(&key), 7_500 + WRITE_SPACING_MS);
+        // Nothing counted: no write, the spacing stays.
+        assert_eq!(ledger.settle(&key, "2026-11-22", None, 9_000), None);
+        assert_eq!(ledger.next_write_at(&key), 7_500 + WRITE_SPACING_MS);
+        // A new day's write forgets the old day's keys.
+        let tomorrow = usage_kv_key("k", "2026-11-23");
+        ledger.count(&tomorrow, &generations(1));
+        ledger.settle(&tomorrow, "2026-11-23", None, 90_000).unwrap();
+        assert_eq!(ledger.next_write_at(&key), 0);
+        ledger.count(&tomorrow, &generations(1));
+        ledger.settle(&tomorrow, "2026-11-23", None, u64::MAX).unwrap();
+        assert_eq!(ledger.next_write_at(&tomorrow), u64::MAX, "saturates");
+    }
+
+    #[test]
+    fn ledger_a_cut_off_write_is_taken_over() {
+        let mut ledger = Ledger::default();
+        let key = usage_kv_key("k", "2026-11-22");
+        assert!(ledger.start_writing(&key, 1_000));
+        assert!(!ledger.start_writing(&key, 1_000 + WRITER_STALE_MS - 1));
+        // Its request's work was stopped without it ending: another starts.
+        assert!(ledger.start_writing(&key, 1_000 + WRITER_STALE_MS));
+        // The first one, if it was only slow, ends without ending the second.
+        ledger.stop_writing(&key, 1_000);
+        assert!(!ledger.start_writing(&key, 1_000 + WRITER_STALE_MS + 1));
+        ledger.stop_writing(&key, 1_000 + WRITER_STALE_MS);
+        assert!(ledger.start_writing(&key, 1_000 + WRITER_STALE_MS + 2));
     }
 
     #[test]
@@ -316,9 +392,9 @@ mod tests {
         let yesterday = usage_kv_key("k", "2026-11-21");
         let today = usage_kv_key("k", "2026-11-22");
         ledger.count(&yesterday, &generations(3));
-        ledger.settle(&yesterday, "2026-11-21", None).unwrap();
+        ledger.settle(&yesterday, "2026-11-21", None, 0).unwrap();
         ledger.count(&today, &generations(1));
-        let (total, first) = ledger.settle(&today, "2026-11-22", None).unwrap();
+        let (total, first) = ledger.settle(&today, "2026-11-22", None, 0).unwrap();
         assert_eq!((total.generations, first), (1, true));
         assert_eq!(ledger.view(&yesterday, None).generations, 0, "yesterday's total is gone");
     }

@@ -81,4 +81,30 @@ describe("platform calls per request", () => {
       assert.deepEqual(again, []);
     }
   });
+
+  test("a run of generations writes the owner's usage at most once a second, every one counted", async () => {
+    const kv = await fluxgate.mf.getKVNamespace("IMAGE_META");
+    const key = `usage:service:${new Date().toISOString().slice(0, 10)}`;
+    const generationsInKv = async () => JSON.parse((await kv.get(key)) ?? "{}").generations ?? 0;
+    // Settled: the earlier tests' writes are done and more than a second old.
+    await new Promise((r) => setTimeout(r, 1500));
+    await fluxgate.calls();
+    const before = await generationsInKv();
+    const started = Date.now();
+    const count = 6;
+    for (let i = 0; i < count; i++) await generate(fluxgate, { ...GENERATE_INPUT, seed: 100 + i });
+    // Until the last of them is in KV (each write reads the key first).
+    const answered = Date.now() - started;
+    while ((await generationsInKv()) < before + count && Date.now() - started < 15000) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const elapsed = Date.now() - started;
+    assert.equal(await generationsInKv(), before + count, "every generation is counted in KV");
+    const writes = (await fluxgate.calls()).filter((c) => c.startsWith("KV.put usage:")).length;
+    // Writes a second apart, all between the first request and now.
+    const allowed = 1 + Math.floor(elapsed / 1000);
+    const seen = `${writes} usage writes in ${elapsed} ms (answered in ${answered} ms)`;
+    assert.ok(writes >= 1 && writes <= allowed, seen);
+    assert.ok(writes < count, seen);
+  });
 });

@@ -17,9 +17,10 @@
 //! not on the caller's wait. When the request keeps outputs, the generation
 //! is written with them, once they are copied into R2 (one read and one
 //! write of the key per generation, not two); otherwise once the request
-//! is answered. One write per key runs at a time in an isolate; what is
-//! counted meanwhile goes into its next turn, so a burst of requests writes
-//! a key a few times, not once per request.
+//! is answered. One write per key runs at a time in an isolate, at most one
+//! a second (KV takes about one write per second to a key); what is counted
+//! meanwhile goes into its next turn, so requests arriving faster than that
+//! write their key once a second between them, not once each.
 
 use std::cell::RefCell;
 
@@ -29,13 +30,13 @@ use serde_json::json;
 use worker::Response;
 
 use super::context::{Caller, TokenHints};
-use super::net::now_ms;
+use super::net::{now_ms, sleep_ms};
 use super::{respond, RequestContext};
 use crate::error::ApiError;
 use crate::metadata::ImageRecord;
 use crate::usage::{
     day_of, is_day, minute_counter, quota_remaining, rate_limit_headers, seconds_until_utc_midnight, usage_kv_key,
-    Ledger, Usage,
+    Ledger, Usage, WRITER_BUDGET_MS,
 };
 
 /// The Rate Limiting binding, as declared in wrangler.toml.
@@ -97,14 +98,22 @@ pub async fn write_counted(kv: Kv, counted: Vec<(String, String)>) {
 
 /// Writes what this isolate counted for `subject` on `day`: reads KV, joins
 /// it with the running total, adds what was counted and writes the sum,
-/// until nothing counted is left. A write already under way for the key
-/// takes over what is counted meanwhile.
+/// until nothing counted is left, waiting out `WRITE_SPACING_MS` between
+/// two writes of the key. A write already under way for the key takes over
+/// what is counted meanwhile; past `WRITER_BUDGET_MS` it leaves what is
+/// counted after its last turn to the next request's writer.
 async fn write(kv: Kv, subject: String, day: String) {
     let key = usage_kv_key(&subject, &day);
-    let Some(_writing) = Writing::start(&key) else { return };
+    let Some(writing) = Writing::start(&key) else { return };
     while LEDGER.with(|l| l.borrow().has_unwritten(&key)) {
+        let wait = LEDGER.with(|l| l.borrow().next_write_at(&key)).saturating_sub(now_ms());
+        if wait > 0 {
+            sleep_ms(wait).await;
+        }
         let stored = stored(&kv, &key).await;
-        let Some((total, first)) = LEDGER.with(|l| l.borrow_mut().settle(&key, &day, stored.as_ref())) else { break };
+        let Some((total, first)) = LEDGER.with(|l| l.borrow_mut().settle(&key, &day, stored.as_ref(), now_ms())) else {
+            break;
+        };
         let Ok(text) = serde_json::to_string(&total) else { break };
         if let Err(e) = kv.put(&key, &text, PutOptions::none()).await {
             worker::console_warn!("KV write {key}: {e}");
@@ -115,22 +124,30 @@ async fn write(kv: Kv, subject: String, day: String) {
                 worker::console_warn!("KV write {index}: {e}");
             }
         }
+        if now_ms().saturating_sub(writing.since) >= WRITER_BUDGET_MS {
+            break;
+        }
     }
 }
 
-/// A usage key's write under way in this isolate; it ends when dropped
-/// (also when the runtime drops the work unfinished).
-struct Writing(String);
+/// A usage key's write under way in this isolate; it ends when dropped. The
+/// runtime may stop a request's work without dropping it: the Ledger lets
+/// another start once it is `WRITER_STALE_MS` old.
+struct Writing {
+    key: String,
+    since: u64,
+}
 
 impl Writing {
     fn start(key: &str) -> Option<Self> {
-        LEDGER.with(|l| l.borrow_mut().start_writing(key)).then(|| Writing(key.to_owned()))
+        let since = now_ms();
+        LEDGER.with(|l| l.borrow_mut().start_writing(key, since)).then(|| Writing { key: key.to_owned(), since })
     }
 }
 
 impl Drop for Writing {
     fn drop(&mut self) {
-        LEDGER.with(|l| l.borrow_mut().stop_writing(&self.0));
+        LEDGER.with(|l| l.borrow_mut().stop_writing(&self.key, self.since));
     }
 }
 
