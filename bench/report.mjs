@@ -318,6 +318,8 @@ function targetSection(r) {
     ms(t.before),
     t.ratio == null ? "-" : ratio(t.ratio),
     t.result,
+    t.floorMs == null ? "-" : ms(t.floorMs),
+    t.floorRatio == null ? "-" : ratio(t.floorRatio),
     runsOf(t.name, "fluxgate").map((x) => ms(x[t.pct])).join(" / ") || "-",
     runsOf(t.name, "reference").map((x) => ms(x[t.pct])).join(" / ") || "-",
   ]);
@@ -326,7 +328,18 @@ function targetSection(r) {
   if (latencyRows.length) {
     tables.push(
       table(
-        [left("latency (autocannon)"), left("pct"), "fluxgate ms", "reference ms", "fluxgate/reference", left("result"), "fluxgate runs", "reference runs"],
+        [
+          left("latency (autocannon)"),
+          left("pct"),
+          "fluxgate ms",
+          "reference ms",
+          "fluxgate/reference",
+          left("result"),
+          "floor ms",
+          "floor/reference",
+          "fluxgate runs",
+          "reference runs",
+        ],
         latencyRows,
       ),
     );
@@ -337,6 +350,7 @@ function targetSection(r) {
         ? `both measured in this run, each in its own Miniflare on the same emulator, every phase run ${r.environment.latencyRunsPerBuild} times per build, interleaved (fluxgate, reference, reference, fluxgate, the order reversed from one phase to the next), so that the machine's drift weighs on both alike; a build's p50 and p99 are taken over the answers of all its runs together (each run's own listed, in the run order of that build)`
         : "without a reference build the phases ran on fluxgate alone, and no latency target is judged",
       `met: fluxgate's figure at most ${fixed(0)(r.environment.latencySlack * 100)}% above the reference's (BENCH_LATENCY_SLACK)`,
+      "floor: bench/floor-worker.mjs, fluxgate's KV, R2 and fetch calls per generation in plain JavaScript, measured in the same interleaved runs of the POST /generate phases (fluxgate, reference, floor, then the other way round): its latency over the reference's is what the calls cost, whatever the code making them",
     );
   }
   return { title: "Targets", tables, notes };

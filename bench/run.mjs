@@ -17,6 +17,8 @@
 //    phase runs twice per build, interleaved (fluxgate, reference, reference,
 //    fluxgate, the order reversed from one phase to the next). The latency
 //    targets are fluxgate's p50 and p99 over the reference's, phase by phase.
+//    The POST /generate phases run on the floor as well, interleaved with the
+//    two: its latency over the reference's is what the calls alone cost.
 //    Without a reference build (it failed to build or to answer) the phases
 //    run on fluxgate alone and the report says why.
 //
@@ -159,23 +161,31 @@ async function tieredPhase(emulator) {
 
 /** The builds a latency phase runs on: fluxgate, and the reference when it started. */
 const BUILDS = ["fluxgate", "reference"];
+/**
+ * The POST /generate phases run on the floor too (bench/floor-worker.mjs,
+ * fluxgate's KV, R2 and fetch calls in plain JavaScript): its latency over
+ * the reference's is what the calls cost by themselves.
+ */
+const GENERATE_BUILDS = [...BUILDS, "floor"];
 /** Runs per build and phase. */
 const RUNS_PER_BUILD = 2;
 
 /**
- * Runs `measure(worker, build)` RUNS_PER_BUILD times per build, interleaved,
- * the order reversed from one call to the next. Resolves to
- * { fluxgate: combined, reference: combined | null, order }.
+ * Runs `measure(worker, build)` RUNS_PER_BUILD times per build of `builds`
+ * that has a worker, interleaved, the order reversed from one call to the
+ * next. Resolves to { fluxgate: combined, reference: combined | null, order }
+ * and the same for each other build.
  */
 let interleavedCalls = 0;
-async function interleaved(workers, measure) {
-  const first = interleavedCalls++ % 2 === 0 ? BUILDS : [...BUILDS].reverse();
+async function interleaved(workers, measure, builds = BUILDS) {
+  const first = interleavedCalls++ % 2 === 0 ? builds : [...builds].reverse();
   const order = Array.from({ length: RUNS_PER_BUILD }, (_, k) => (k % 2 ? [...first].reverse() : first))
     .flat()
     .filter((b) => workers[b]);
-  const runs = { fluxgate: [], reference: [] };
+  const runs = Object.fromEntries(builds.map((b) => [b, []]));
   for (const build of order) runs[build].push(await measure(workers[build], build));
-  return { fluxgate: combine(runs.fluxgate), reference: runs.reference.length ? combine(runs.reference) : null, order };
+  const combined = Object.fromEntries(builds.map((b) => [b, runs[b].length ? combine(runs[b]) : null]));
+  return { ...combined, order };
 }
 
 /**
@@ -283,8 +293,13 @@ async function generationPhases(workers, emulator) {
   for (const connections of GENERATE_CONNECTIONS) {
     log(`POST /generate, ${connections} connection(s): emulator direct, then through each build`);
     const direct = await generateDirect(emulator, connections, PHASE_SECONDS);
-    const measured = await interleaved(workers, (worker) => generateThroughWorker(worker, connections, RUN_SECONDS));
-    phases.push({ connections, direct, worker: measured.fluxgate, reference: measured.reference, order: measured.order });
+    const measured = await interleaved(
+      workers,
+      (worker) => generateThroughWorker(worker, connections, RUN_SECONDS),
+      GENERATE_BUILDS,
+    );
+    const { fluxgate, reference, floor, order } = measured;
+    phases.push({ connections, direct, worker: fluxgate, reference, floor, order });
   }
   const sample = await generateOne(workers.fluxgate, GENERATE_INPUT);
   return { input: GENERATE_INPUT, outputBytes: sample.size, contentType: sample.contentType, phases };
@@ -430,7 +445,16 @@ async function loadPhases(emulator, reference) {
       }
     }
     const health = await healthPhases(workers);
+    const floor = await startWorker(emulator.url, "bench/floor-worker.mjs").catch((error) => {
+      log(`floor: it did not start (${error.message}); the POST /generate phases run without it`);
+      return null;
+    });
+    if (floor) workers.floor = Object.assign(floor, { label: "floor", emulatorPid: emulator.pid });
     const generation = await generationPhases(workers, emulator);
+    if (workers.floor) {
+      await workers.floor.mf.dispose().catch((e) => log(`cleanup: ${e.message}`));
+      delete workers.floor;
+    }
     generation.overhead = overheads(generation);
     const images = await imagePhases(workers, itemsByBuild, dir);
     return { health, generation, images, seconds: (performance.now() - started) / 1000 };
@@ -462,10 +486,11 @@ function overheads(generation) {
 export function latencies(results) {
   const out = {};
   const pick = (m) => m && { p50: m.p50, p99: m.p99, runs: m.runs?.map(({ p50, p99 }) => ({ p50, p99 })) };
-  const put = (name, fluxgate, reference) => (out[name] = { fluxgate: pick(fluxgate), reference: pick(reference) });
+  const put = (name, fluxgate, reference, floor) =>
+    (out[name] = { fluxgate: pick(fluxgate), reference: pick(reference), ...(floor && { floor: pick(floor) }) });
   if (!results.health) return out;
   for (const p of results.health) put(`GET /health c${p.connections}`, p.fluxgate, p.reference);
-  for (const p of results.generation.phases) put(`POST /generate c${p.connections}`, p.worker, p.reference);
+  for (const p of results.generation.phases) put(`POST /generate c${p.connections}`, p.worker, p.reference, p.floor);
   for (const p of results.images.phases) put(`GET /image ${p.label} c${p.connections}`, p.worker, p.reference);
   return out;
 }
@@ -512,14 +537,18 @@ function targets(results) {
  * worse = at most (1 + slack) times it.
  */
 function latencyTargets(current, reference) {
-  return Object.entries(current).flatMap(([name, { fluxgate, reference: ref }]) =>
+  return Object.entries(current).flatMap(([name, { fluxgate, reference: ref, floor }]) =>
     ["p50", "p99"].map((pct) => {
       const now = fluxgate?.[pct] ?? null;
       const before = ref?.[pct] ?? null;
-      if (now == null) return { name, pct, now: null, before, result: "no figure (no 2xx answers)" };
-      if (before == null) return { name, pct, now, before: null, result: reference?.error ? "no reference" : "no reference figure" };
+      const floorMs = floor?.[pct] ?? null;
+      const floorRatio = floorMs != null && before ? floorMs / before : null;
+      if (now == null) return { name, pct, now: null, before, floorMs, result: "no figure (no 2xx answers)" };
+      if (before == null) {
+        return { name, pct, now, before: null, floorMs, result: reference?.error ? "no reference" : "no reference figure" };
+      }
       const ok = now <= before * (1 + LATENCY_SLACK);
-      return { name, pct, now, before, ratio: now / before, result: ok ? "met" : "NOT met" };
+      return { name, pct, now, before, ratio: now / before, floorMs, floorRatio, result: ok ? "met" : "NOT met" };
     }),
   );
 }
