@@ -82,8 +82,9 @@ impl Usage {
 /// KV takes about one write per second to a key (more are refused).
 pub const WRITE_SPACING_MS: u64 = 1_000;
 /// How long one writer of a key keeps going: past it, it stops after its
-/// turn and leaves what is counted meanwhile to the next request's writer
-/// (the runtime gives a request's work after its answer 30 s).
+/// turn and the request waiting to take over (see [`Ledger::wait_to_write`])
+/// writes what is left (the runtime gives a request's work after its answer
+/// 30 s).
 pub const WRITER_BUDGET_MS: u64 = 20_000;
 /// A write under way for longer than this was cut off with its request's
 /// work (the runtime stops it without unwinding it): another may start.
@@ -91,17 +92,31 @@ pub const WRITER_STALE_MS: u64 = 30_000;
 
 /// One isolate's usage bookkeeping, by usage KV key: the running totals as
 /// last written (`Usage::merge`d with what KV said), what was counted and
-/// not written yet, which keys have a write under way (since when), and when
-/// each was last written. Counting is immediate and exact here; writing
-/// reads KV, joins and writes the sum, one write per key at a time, each
-/// taking everything counted until then, at most one per
-/// [`WRITE_SPACING_MS`] per key.
+/// not written yet, which keys have a write under way (since when) and which
+/// request waits to take over from it, and when each was last written.
+/// Counting is immediate and exact here; writing reads KV, joins and writes
+/// the sum, one write per key at a time, each taking everything counted
+/// until then, at most one per [`WRITE_SPACING_MS`] per key.
 #[derive(Debug, Default)]
 pub struct Ledger {
     totals: HashMap<String, Usage>,
     unwritten: HashMap<String, Usage>,
     writing: HashMap<String, u64>,
     written_at: HashMap<String, u64>,
+    successors: HashMap<String, u64>,
+    tokens: u64,
+}
+
+/// What a request waiting to write a key (see [`Ledger::wait_to_write`])
+/// does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// The write under way goes on: wait.
+    Wait,
+    /// A later request waits in its place, for what both counted: stop.
+    Displaced,
+    /// No write under way (or only a cut-off one): write what is left.
+    TakeOver,
 }
 
 impl Ledger {
@@ -147,6 +162,38 @@ impl Ledger {
     pub fn stop_writing(&mut self, key: &str, since: u64) {
         if self.writing.get(key) == Some(&since) {
             self.writing.remove(key);
+        }
+    }
+
+    /// Registers a request that found a write of `key` under way: it waits
+    /// to take over if that write ends with something left to write (its
+    /// request's time may run out first). One request waits per key, the
+    /// latest: answers its token and the token it displaces.
+    pub fn wait_to_write(&mut self, key: &str) -> (u64, Option<u64>) {
+        self.tokens += 1;
+        (self.tokens, self.successors.insert(key.to_owned(), self.tokens))
+    }
+
+    /// What the request holding `token` and waiting to write `key` does at `now_ms`.
+    pub fn waiting(&self, key: &str, token: u64, now_ms: u64) -> Waiting {
+        if self.successors.get(key) != Some(&token) {
+            return Waiting::Displaced;
+        }
+        match self.writing.get(key) {
+            Some(&since) if now_ms.saturating_sub(since) < WRITER_STALE_MS => Waiting::Wait,
+            _ => Waiting::TakeOver,
+        }
+    }
+
+    /// The token of the request waiting to write `key`, if one is.
+    pub fn successor(&self, key: &str) -> Option<u64> {
+        self.successors.get(key).copied()
+    }
+
+    /// The request holding `token` no longer waits to write `key`.
+    pub fn stop_waiting(&mut self, key: &str, token: u64) {
+        if self.successors.get(key) == Some(&token) {
+            self.successors.remove(key);
         }
     }
 
@@ -384,6 +431,47 @@ mod tests {
         assert!(!ledger.start_writing(&key, 1_000 + WRITER_STALE_MS + 1));
         ledger.stop_writing(&key, 1_000 + WRITER_STALE_MS);
         assert!(ledger.start_writing(&key, 1_000 + WRITER_STALE_MS + 2));
+    }
+
+    #[test]
+    fn ledger_one_request_waits_to_take_over_the_latest() {
+        let mut ledger = Ledger::default();
+        let key = usage_kv_key("k", "2026-11-22");
+        let other = usage_kv_key("other", "2026-11-22");
+        assert!(ledger.start_writing(&key, 0));
+        let (first, displaced) = ledger.wait_to_write(&key);
+        assert_eq!(displaced, None);
+        assert_eq!(ledger.waiting(&key, first, 10), Waiting::Wait);
+        // A later request waits in its place; the first one stops.
+        let (second, displaced) = ledger.wait_to_write(&key);
+        assert_eq!(displaced, Some(first));
+        assert_ne!(first, second);
+        assert_eq!(ledger.waiting(&key, first, 10), Waiting::Displaced);
+        assert_eq!(ledger.successor(&key), Some(second));
+        // Each key has its own.
+        let (third, displaced) = ledger.wait_to_write(&other);
+        assert_eq!(displaced, None);
+        assert_eq!(ledger.successor(&other), Some(third));
+        // The write ends: the one waiting takes over.
+        ledger.stop_writing(&key, 0);
+        assert_eq!(ledger.waiting(&key, second, 20), Waiting::TakeOver);
+        // A displaced request stopping does not end the wait of the latest.
+        ledger.stop_waiting(&key, first);
+        assert_eq!(ledger.successor(&key), Some(second));
+        ledger.stop_waiting(&key, second);
+        assert_eq!(ledger.successor(&key), None);
+        assert_eq!(ledger.waiting(&key, second, 20), Waiting::Displaced, "no longer registered");
+    }
+
+    #[test]
+    fn ledger_a_request_waiting_on_a_cut_off_write_takes_over() {
+        let mut ledger = Ledger::default();
+        let key = usage_kv_key("k", "2026-11-22");
+        assert!(ledger.start_writing(&key, 1_000));
+        let (token, _) = ledger.wait_to_write(&key);
+        assert_eq!(ledger.waiting(&key, token, 1_000 + WRITER_STALE_MS - 1), Waiting::Wait);
+        assert_eq!(ledger.waiting(&key, token, 1_000 + WRITER_STALE_MS), Waiting::TakeOver);
+        assert!(ledger.start_writing(&key, 1_000 + WRITER_STALE_MS));
     }
 
     #[test]

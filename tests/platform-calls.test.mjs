@@ -107,4 +107,49 @@ describe("platform calls per request", () => {
     assert.ok(writes >= 1 && writes <= allowed, seen);
     assert.ok(writes < count, seen);
   });
+
+  test("an answer never waits for a usage write: outputs stored before the answer are counted after it", async () => {
+    // The model answers data: URIs, which are stored before the answer.
+    const prompt = `inline outputs ${Date.now()}`;
+    const rule = await fetch(`${emulator.url}/_control/rules`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ when: { prompt }, then: { outputAs: "data" } }),
+    });
+    assert.equal(rule.status, 201);
+    const kv = await fluxgate.mf.getKVNamespace("IMAGE_META");
+    const key = `usage:service:${new Date().toISOString().slice(0, 10)}`;
+    const inKv = async () => JSON.parse((await kv.get(key)) ?? "{}");
+    // Until KV holds one more generation and image than `from`, and more predict time.
+    const counted = async (from) => {
+      for (const started = Date.now(); ; ) {
+        const now = await inKv();
+        const more = (field) => (now[field] ?? 0) - (from[field] ?? 0);
+        if (more("generations") === 1 && more("images_stored") === 1 && more("predict_time_ms") > 0) return now;
+        assert.ok(Date.now() - started < 10000, `KV still holds ${JSON.stringify(now)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    // What earlier generations counted is all in KV (unchanged for 1.2 s).
+    let from = await inKv();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 1200));
+      const now = await inKv();
+      if (JSON.stringify(now) === JSON.stringify(from)) break;
+      from = now;
+    }
+    await generate(fluxgate, { prompt, seed: 1 });
+    // All of the first generation written: nothing is being written, and
+    // the key's next write waits out a second from the last.
+    from = await counted(from);
+    await fluxgate.calls();
+    const { bytes } = await generate(fluxgate, { prompt, seed: 2 });
+    const before = await fluxgate.calls();
+    assert.ok(JSON.parse(bytes).id, "answered with the image");
+    assert.ok(before.some((c) => c.startsWith("R2.put")), "stored before the answer");
+    // Had the answer waited for the usage write, the write would be among the calls before it.
+    assert.deepEqual(before.filter((c) => c.startsWith("KV.put usage:")), [], before.join(", "));
+    // It is written after.
+    await counted(from);
+  });
 });

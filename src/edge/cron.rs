@@ -29,12 +29,14 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     follow_jobs(&store, &env).await;
     let mut cursor: Option<String> = None;
     let mut retried = 0;
+    // The owners' usage of what this run stores, written once at its end.
+    let mut counted = Vec::new();
     loop {
         let (ids, next) = match store.pending_page(cursor.take()).await {
             Ok(page) => page,
             Err(e) => {
                 worker::console_error!("scheduled: {e}");
-                return;
+                break;
             }
         };
         for id in ids {
@@ -55,7 +57,10 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             match (retryable(&record), record.source()) {
                 (Retry::Now, Some(source)) => {
                     retried += 1;
-                    store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
+                    let (_, key) = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
+                    if let Some(key) = key.filter(|key| !counted.contains(key)) {
+                        counted.push(key);
+                    }
                 }
                 (Retry::Later, _) => {}
                 (Retry::Lost, _) | (Retry::Now, None) => store.mark_lost(record).await,
@@ -67,6 +72,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             _ => break,
         }
     }
+    super::usage::write_counted(store.kv().clone(), counted).await;
     let line = serde_json::json!({ "scheduled": "copies", "retried": retried });
     worker::console_log!("{line}");
 }

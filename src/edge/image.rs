@@ -121,7 +121,10 @@ async fn from_store(req: &Request, cx: &RequestContext, id: &str) -> Result<Resp
     let copier_gone = record.status == StoreStatus::Failed || age > PENDING_GRACE_MS;
     if copier_gone && store.take_copy_lease(id).await {
         if let Some(source) = record.source() {
-            store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
+            let (_, counted) = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
+            if let Some((subject, day)) = counted {
+                cx.defer_usage(&subject, day);
+            }
         }
     } else {
         wait_for_copy(store, id).await?;

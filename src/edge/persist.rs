@@ -105,7 +105,7 @@ pub async fn keep_outputs(
         job: base.job,
     };
     let then = then.and_then(|make| make(&index));
-    let (kept, indexed) = futures_util::join!(write_records(store, prediction, index, images), owner_index);
+    let (kept, indexed) = futures_util::join!(write_records(cx, store, prediction, index, images), owner_index);
     for written in indexed {
         if let Err(e) = written {
             worker::console_warn!("{e}");
@@ -122,14 +122,13 @@ pub async fn keep_outputs(
     let store = cx.store().ok().cloned();
     let prediction_id = prediction.id.clone();
     // The request's own usage (the generation) is written with the images'.
-    let counted = cx.take_usage();
+    let mut counted = cx.take_usage();
     let prior = if seen == Seen::New { Prior::None } else { Prior::Maybe };
     cx.wait_until(async move {
-        if let Some(store) = store {
+        if let Some(store) = &store {
             let deadline = now_ms().saturating_add(COPY_BUDGET_MS);
-            let copies = to_copy.into_iter().map(|NewImage { record, source }| {
-                let store = &store;
-                async move { store.copy(record, &source, COPY_ATTEMPTS, deadline, prior).await }
+            let copies = to_copy.into_iter().map(|NewImage { record, source }| async move {
+                store.copy(record, &source, COPY_ATTEMPTS, deadline, prior).await
             });
             // The owner's usage is written once for all of it: KV takes
             // about one write per second to a key.
@@ -141,21 +140,34 @@ pub async fn keep_outputs(
                 }
             }
             if let (Some(owner), true) = (&owner, delta != crate::usage::Usage::default()) {
-                super::usage::add(store.kv(), owner, delta).await;
+                let key = super::usage::count(owner, delta);
+                if !counted.contains(&key) {
+                    counted.push(key);
+                }
             }
-            super::usage::write_counted(store.kv().clone(), counted).await;
         }
         done(&prediction_id);
-        if let Some(then) = then {
-            then.await;
-        }
+        // The usage is written alongside what follows (a write may wait out
+        // KV's second per key; a caller's webhook does not wait for it).
+        let usage = async {
+            if let Some(store) = &store {
+                super::usage::write_counted(store.kv().clone(), counted).await;
+            }
+        };
+        let then = async {
+            if let Some(then) = then {
+                then.await;
+            }
+        };
+        futures_util::join!(usage, then);
     });
     Ok(ids)
 }
 
-/// Stores inline outputs, writes every other record and the index; answers
-/// the images still to copy.
+/// Stores inline outputs (their usage written after the answer), writes
+/// every other record and the index; answers the images still to copy.
 async fn write_records(
+    cx: &RequestContext,
     store: &Store,
     prediction: &Prediction,
     index: PredictionIndex,
@@ -164,7 +176,10 @@ async fn write_records(
     let (inline, to_copy): (Vec<NewImage>, Vec<NewImage>) =
         images.into_iter().partition(|image| matches!(image.source, ImageSource::Inline(_)));
     for NewImage { record, source } in inline {
-        let kept = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
+        let (kept, counted) = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
+        if let Some((subject, day)) = counted {
+            cx.defer_usage(&subject, day);
+        }
         if kept.status != StoreStatus::Stored {
             return Err(ApiError::generation_failed(
                 kept.last_error.unwrap_or_else(|| "could not store the output".into()),

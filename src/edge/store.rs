@@ -14,6 +14,7 @@ use worker::Env;
 
 use super::kv::{Kv, PutOptions};
 use super::r2::{Bucket, Object, ObjectMetadata, Range};
+use super::usage::UsageKey;
 use super::BindingError;
 
 use super::context::config_of;
@@ -319,21 +320,22 @@ impl Store {
     }
 
     /// Copies the record's output into R2, then marks the record stored and
-    /// counts it in its owner's usage. Tries up to `attempts` times while
-    /// `deadline_ms` leaves time; a last failure is recorded as `failed` for
-    /// the cron to retry.
+    /// counts it in its owner's usage in this isolate. Tries up to
+    /// `attempts` times while `deadline_ms` leaves time; a last failure is
+    /// recorded as `failed` for the cron to retry. Answers the record as kept
+    /// and the usage key it counted in, for the caller to have written after
+    /// its answer (`usage::write_counted`): a usage write can wait out KV's
+    /// second per key, which no answer should.
     pub async fn persist(
         &self,
         record: ImageRecord,
         source: &ImageSource,
         attempts: u32,
         deadline_ms: u64,
-    ) -> ImageRecord {
+    ) -> (ImageRecord, Option<UsageKey>) {
         let (record, fresh) = self.copy(record, source, attempts, deadline_ms, Prior::Maybe).await;
-        if fresh {
-            super::usage::count_stored(&self.kv, &record).await;
-        }
-        record
+        let counted = if fresh { super::usage::count_stored(&record) } else { None };
+        (record, counted)
     }
 
     /// `persist` without the usage: the record as kept, and whether this

@@ -23,6 +23,10 @@
 //! write their key once a second between them, not once each.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use super::kv::{Kv, PutOptions};
 use super::request::Request;
@@ -36,7 +40,7 @@ use crate::error::ApiError;
 use crate::metadata::ImageRecord;
 use crate::usage::{
     day_of, is_day, minute_counter, quota_remaining, rate_limit_headers, seconds_until_utc_midnight, usage_kv_key,
-    Ledger, Usage, WRITER_BUDGET_MS,
+    Ledger, Usage, Waiting, WRITER_BUDGET_MS,
 };
 
 /// The Rate Limiting binding, as declared in wrangler.toml.
@@ -64,19 +68,12 @@ async fn stored(kv: &Kv, key: &str) -> Option<Usage> {
     kv.get_text(key).await.ok().flatten().and_then(|t| serde_json::from_str(&t).ok())
 }
 
-/// Counts `delta` for `subject` today and writes it to KV. Failures are
-/// logged, never answered.
-pub async fn add(kv: &Kv, subject: &str, delta: Usage) {
-    let day = count(subject, delta);
-    write(kv.clone(), subject.to_owned(), day).await;
-}
-
 /// Counts `delta` for `subject` today in this isolate (every read here sees
-/// it at once); answers the day, for `write`.
-fn count(subject: &str, delta: Usage) -> String {
+/// it at once); answers the key to write (`write_counted`).
+pub fn count(subject: &str, delta: Usage) -> UsageKey {
     let day = day_of(now_ms());
     LEDGER.with(|l| l.borrow_mut().count(&usage_kv_key(subject, &day), &delta));
-    day
+    (subject.to_owned(), day)
 }
 
 /// Counts `delta` for `subject` today, written to KV after the answer: by
@@ -84,38 +81,59 @@ fn count(subject: &str, delta: Usage) -> String {
 /// for the generation and its images, as KV takes about one write per
 /// second to a key), else once the request is answered (`write_counted`).
 fn count_later(cx: &RequestContext, subject: &str, delta: Usage) {
-    let day = count(subject, delta);
-    cx.defer_usage(subject, day);
+    let (subject, day) = count(subject, delta);
+    cx.defer_usage(&subject, day);
 }
 
-/// Writes what was counted for each (subject, day) of `counted`; nothing
-/// is read or written for a key with nothing left to write.
-pub async fn write_counted(kv: Kv, counted: Vec<(String, String)>) {
-    for (subject, day) in counted {
-        write(kv.clone(), subject, day).await;
+/// A subject and a UTC day with usage counted in this isolate, to be
+/// written to KV (`write_counted`).
+pub type UsageKey = (String, String);
+
+/// Writes what was counted for each (subject, day) of `counted`, the keys
+/// concurrently; nothing is read or written for a key with nothing left to
+/// write.
+pub async fn write_counted(kv: Kv, counted: Vec<UsageKey>) {
+    super::join::join_all(counted.into_iter().map(|(subject, day)| write(kv.clone(), subject, day))).await;
+}
+
+/// Writes what this isolate counted for `subject` on `day`. When a write
+/// of the key is already under way it takes what is counted meanwhile, and
+/// this request waits to take over in case that write stops with something
+/// left (past `WRITER_BUDGET_MS`), until a later request waits in its place.
+async fn write(kv: Kv, subject: String, day: String) {
+    let key = usage_kv_key(&subject, &day);
+    loop {
+        if let Some(writing) = Writing::start(&key) {
+            return write_turns(&kv, &subject, &day, &key, writing).await;
+        }
+        let (token, displaced) = LEDGER.with(|l| l.borrow_mut().wait_to_write(&key));
+        if let Some(displaced) = displaced {
+            wake(displaced);
+        }
+        let next = Handover { key: &key, token }.await;
+        LEDGER.with(|l| l.borrow_mut().stop_waiting(&key, token));
+        if next == Waiting::Displaced || !LEDGER.with(|l| l.borrow().has_unwritten(&key)) {
+            return;
+        }
     }
 }
 
-/// Writes what this isolate counted for `subject` on `day`: reads KV, joins
-/// it with the running total, adds what was counted and writes the sum,
-/// until nothing counted is left, waiting out `WRITE_SPACING_MS` between
-/// two writes of the key. A write already under way for the key takes over
-/// what is counted meanwhile; past `WRITER_BUDGET_MS` it leaves what is
-/// counted after its last turn to the next request's writer.
-async fn write(kv: Kv, subject: String, day: String) {
-    let key = usage_kv_key(&subject, &day);
-    let Some(writing) = Writing::start(&key) else { return };
-    while LEDGER.with(|l| l.borrow().has_unwritten(&key)) {
-        let wait = LEDGER.with(|l| l.borrow().next_write_at(&key)).saturating_sub(now_ms());
+/// The writer of `key`: reads KV, joins it with the running total, adds what
+/// was counted and writes the sum, until nothing counted is left, waiting
+/// out `WRITE_SPACING_MS` between two writes; past `WRITER_BUDGET_MS` it
+/// stops after its turn.
+async fn write_turns(kv: &Kv, subject: &str, day: &str, key: &str, writing: Writing) {
+    while LEDGER.with(|l| l.borrow().has_unwritten(key)) {
+        let wait = LEDGER.with(|l| l.borrow().next_write_at(key)).saturating_sub(now_ms());
         if wait > 0 {
             sleep_ms(wait).await;
         }
-        let stored = stored(&kv, &key).await;
-        let Some((total, first)) = LEDGER.with(|l| l.borrow_mut().settle(&key, &day, stored.as_ref(), now_ms())) else {
+        let stored = stored(kv, key).await;
+        let Some((total, first)) = LEDGER.with(|l| l.borrow_mut().settle(key, day, stored.as_ref(), now_ms())) else {
             break;
         };
         let Ok(text) = serde_json::to_string(&total) else { break };
-        if let Err(e) = kv.put(&key, &text, PutOptions::none()).await {
+        if let Err(e) = kv.put(key, &text, PutOptions::none()).await {
             worker::console_warn!("KV write {key}: {e}");
         }
         if first {
@@ -147,16 +165,56 @@ impl Writing {
 
 impl Drop for Writing {
     fn drop(&mut self) {
-        LEDGER.with(|l| l.borrow_mut().stop_writing(&self.key, self.since));
+        let successor = LEDGER.with(|l| {
+            let mut ledger = l.borrow_mut();
+            ledger.stop_writing(&self.key, self.since);
+            ledger.successor(&self.key)
+        });
+        if let Some(token) = successor {
+            wake(token);
+        }
     }
 }
 
-/// Counts a stored image for its owner.
-pub async fn count_stored(kv: &Kv, record: &ImageRecord) {
-    if let Some(owner) = &record.owner {
-        let delta = Usage { images_stored: 1, bytes_stored: record.size.unwrap_or(0), ..Usage::default() };
-        add(kv, owner, delta).await;
+thread_local! {
+    /// The wakers of requests waiting to take over a usage key's writes, by token.
+    static WAITING: RefCell<HashMap<u64, Waker>> = RefCell::default();
+}
+
+fn wake(token: u64) {
+    if let Some(waker) = WAITING.with_borrow_mut(|w| w.remove(&token)) {
+        waker.wake();
     }
+}
+
+/// Ready once the request holding `token` no longer waits for the write of
+/// `key` under way: it was displaced by a later one, or the write ended.
+struct Handover<'a> {
+    key: &'a str,
+    token: u64,
+}
+
+impl Future for Handover<'_> {
+    type Output = Waiting;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Waiting> {
+        let next = LEDGER.with(|l| l.borrow().waiting(self.key, self.token, now_ms()));
+        WAITING.with_borrow_mut(|w| match next {
+            Waiting::Wait => w.insert(self.token, cx.waker().clone()),
+            _ => w.remove(&self.token),
+        });
+        match next {
+            Waiting::Wait => Poll::Pending,
+            done => Poll::Ready(done),
+        }
+    }
+}
+
+/// Counts a stored image for its owner in this isolate; answers the key to
+/// write (`write_counted`), when the image has an owner.
+pub fn count_stored(record: &ImageRecord) -> Option<UsageKey> {
+    let owner = record.owner.as_ref()?;
+    Some(count(owner, Usage { images_stored: 1, bytes_stored: record.size.unwrap_or(0), ..Usage::default() }))
 }
 
 fn too_many(limit: u32, reset_secs: u32, details: &str) -> ApiError {
