@@ -17,10 +17,14 @@
 //! not on the caller's wait. When the request keeps outputs, the generation
 //! is written with them, once they are copied into R2 (one read and one
 //! write of the key per generation, not two); otherwise once the request
-//! is answered. One write per key runs at a time in an isolate, at most one
-//! a second (KV takes about one write per second to a key); what is counted
-//! meanwhile goes into its next turn, so requests arriving faster than that
-//! write their key once a second between them, not once each.
+//! is answered; images stored before an answer are counted at once and
+//! written after it too. No answer waits for a usage write. One write per
+//! key runs at a time in an isolate, at most one a second (KV takes about
+//! one write per second to a key); what is counted meanwhile goes into its
+//! next turn, so requests arriving faster than that write their key once a
+//! second between them, not once each. The latest request to find a write
+//! under way waits to take over from it, so that a writer stopping at its
+//! time budget leaves nothing unwritten while a request's time is left.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
