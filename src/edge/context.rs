@@ -12,6 +12,7 @@ use worker::{Context, Env};
 
 use super::replicate::Replicate;
 use super::store::Store;
+use super::usage::UsageKey;
 use crate::api_keys::KeyRecord;
 use crate::config::Config;
 use crate::credentials::{self, Credential, CredentialSources, ServiceSecrets};
@@ -126,9 +127,9 @@ pub struct RequestContext {
     noted: RefCell<Noted>,
     /// The caller's nearest limit, as `RateLimit-*` headers for the answer.
     rate_limit: RefCell<Option<Vec<(&'static str, String)>>>,
-    /// Usage this request counted, as (subject, day), whose write to KV is
-    /// not scheduled yet (see `usage::count_later`).
-    counted: RefCell<Vec<(String, String)>>,
+    /// Usage this request counted whose write to KV is not scheduled yet
+    /// (see `usage::count_later`).
+    counted: RefCell<Vec<UsageKey>>,
 }
 
 impl RequestContext {
@@ -208,17 +209,14 @@ impl RequestContext {
         self.store.as_ref().map_err(Clone::clone)
     }
 
-    /// Notes usage counted for `subject` on `day`, to be written later.
-    pub fn defer_usage(&self, subject: &str, day: String) {
-        let mut counted = self.counted.borrow_mut();
-        if !counted.iter().any(|(s, d)| s == subject && *d == day) {
-            counted.push((subject.to_owned(), day));
-        }
+    /// Notes usage counted under `key`, to be written later.
+    pub fn defer_usage(&self, key: UsageKey) {
+        self.counted.borrow_mut().push(key);
     }
 
     /// The usage counted so far whose write is not scheduled: whoever takes
-    /// it writes it.
-    pub fn take_usage(&self) -> Vec<(String, String)> {
+    /// it writes it (`usage::write_counted`).
+    pub fn take_usage(&self) -> Vec<UsageKey> {
         std::mem::take(&mut *self.counted.borrow_mut())
     }
 

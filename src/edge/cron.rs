@@ -58,9 +58,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
                 (Retry::Now, Some(source)) => {
                     retried += 1;
                     let (_, key) = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
-                    if let Some(key) = key.filter(|key| !counted.contains(key)) {
-                        counted.push(key);
-                    }
+                    counted.extend(key);
                 }
                 (Retry::Later, _) => {}
                 (Retry::Lost, _) | (Retry::Now, None) => store.mark_lost(record).await,

@@ -122,8 +122,8 @@ async fn from_store(req: &Request, cx: &RequestContext, id: &str) -> Result<Resp
     if copier_gone && store.take_copy_lease(id).await {
         if let Some(source) = record.source() {
             let (_, counted) = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
-            if let Some((subject, day)) = counted {
-                cx.defer_usage(&subject, day);
+            if let Some(key) = counted {
+                cx.defer_usage(key);
             }
         }
     } else {

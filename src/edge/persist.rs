@@ -140,10 +140,7 @@ pub async fn keep_outputs(
                 }
             }
             if let (Some(owner), true) = (&owner, delta != crate::usage::Usage::default()) {
-                let key = super::usage::count(owner, delta);
-                if !counted.contains(&key) {
-                    counted.push(key);
-                }
+                counted.push(super::usage::count(owner, delta));
             }
         }
         done(&prediction_id);
@@ -177,8 +174,8 @@ async fn write_records(
         images.into_iter().partition(|image| matches!(image.source, ImageSource::Inline(_)));
     for NewImage { record, source } in inline {
         let (kept, counted) = store.persist(record, &source, 1, now_ms().saturating_add(COPY_TIMEOUT_MS)).await;
-        if let Some((subject, day)) = counted {
-            cx.defer_usage(&subject, day);
+        if let Some(key) = counted {
+            cx.defer_usage(key);
         }
         if kept.status != StoreStatus::Stored {
             return Err(ApiError::generation_failed(

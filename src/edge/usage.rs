@@ -85,19 +85,24 @@ pub fn count(subject: &str, delta: Usage) -> UsageKey {
 /// for the generation and its images, as KV takes about one write per
 /// second to a key), else once the request is answered (`write_counted`).
 fn count_later(cx: &RequestContext, subject: &str, delta: Usage) {
-    let (subject, day) = count(subject, delta);
-    cx.defer_usage(&subject, day);
+    cx.defer_usage(count(subject, delta));
 }
 
 /// A subject and a UTC day with usage counted in this isolate, to be
 /// written to KV (`write_counted`).
 pub type UsageKey = (String, String);
 
-/// Writes what was counted for each (subject, day) of `counted`, the keys
-/// concurrently; nothing is read or written for a key with nothing left to
-/// write.
+/// Writes what was counted under each key of `counted` (named as often as
+/// it was counted in), the keys concurrently; nothing is read or written
+/// for a key with nothing left to write.
 pub async fn write_counted(kv: Kv, counted: Vec<UsageKey>) {
-    super::join::join_all(counted.into_iter().map(|(subject, day)| write(kv.clone(), subject, day))).await;
+    let mut keys: Vec<UsageKey> = Vec::with_capacity(counted.len());
+    for key in counted {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    super::join::join_all(keys.into_iter().map(|(subject, day)| write(kv.clone(), subject, day))).await;
 }
 
 /// Writes what this isolate counted for `subject` on `day`. When a write
