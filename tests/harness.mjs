@@ -1,6 +1,6 @@
-// One Miniflare instance and one Replicate emulator for the whole test run
-// (tests run with --experimental-test-isolation=none, so this module is
-// loaded once). The worker is loaded from worker-build's output.
+// One Miniflare instance and one Replicate emulator per test file (each file
+// runs in its own process, so nothing a file does is seen by another).
+// The worker is loaded from worker-build's output.
 import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { after } from "node:test";
