@@ -494,15 +494,17 @@ async function measureRound(run, subjects, round, log) {
 }
 
 /**
- * The verdict on "fluxgate - floor <= limit": met only when the upper end of
- * the range is under the limit; within resolution when the A/A calibration
- * strays further from zero than the limit and the range does not settle it.
+ * The verdict on "fluxgate - floor <= limit". The resolution is how far the
+ * A/A calibration's round medians stray from zero. While it is within the
+ * limit: met when the upper end of the range is under the limit. When it is
+ * wider: the median decides, once it is further from the limit than the
+ * resolution (NOT met above, met below); nearer, it is within resolution.
  */
 export function verdict(difference, aa, limit) {
   const resolution = Math.max(Math.abs(aa.min), Math.abs(aa.max));
   if (resolution > limit) {
-    if (difference.min > limit + resolution) return "NOT met";
-    if (difference.max < limit - resolution) return "met";
+    if (difference.median > limit + resolution) return "NOT met";
+    if (difference.median < limit - resolution) return "met";
     return "within resolution";
   }
   return difference.max <= limit ? "met" : "NOT met";
