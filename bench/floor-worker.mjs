@@ -5,7 +5,8 @@
 // simulators cost by themselves; fluxgate minus the floor is fluxgate's own
 // code. Keep it in step with the calls fluxgate makes per request:
 //
-//   GET /health        KV get stats:lost, at most once per 10 s per isolate
+//   GET /health        KV get stats:lost, at most once per 10 s per isolate,
+//                      one read at a time
 //                      (src/edge/health.rs, Store::lost_count_recent)
 //   POST /generate     src/edge/generate.rs, usage.rs, persist.rs, store.rs,
 //                      called with AUTH_TOKEN (subject "service", no limits;
@@ -61,10 +62,17 @@ export default {
 };
 
 let lostSeen = null;
+let lostReading = false;
 async function health(env) {
   const now = Date.now();
-  if (!lostSeen || now - lostSeen.at >= 10_000) {
-    lostSeen = { count: Number((await env.IMAGE_META.get("stats:lost")) ?? 0), at: now };
+  // Stale: one request reads KV, the others meanwhile answer the last reading.
+  if (!lostSeen || (now - lostSeen.at >= 10_000 && !lostReading)) {
+    lostReading = true;
+    try {
+      lostSeen = { count: Number((await env.IMAGE_META.get("stats:lost")) ?? 0), at: now };
+    } finally {
+      lostReading = false;
+    }
   }
   return Response.json({ status: "ok", service: "floor", lost_images: lostSeen.count });
 }

@@ -82,6 +82,27 @@ describe("platform calls per request", () => {
     }
   });
 
+  test("GET /health: a stale lost count is read from KV once, however many requests find it stale", async () => {
+    // Both read it here at the latest; past ten seconds it is stale.
+    await Promise.all([fluxgate, floor].map(async (w) => (await fetch(`${w.url}/health`)).arrayBuffer()));
+    await new Promise((r) => setTimeout(r, 10_200));
+    for (const [worker, name] of [[fluxgate, "fluxgate"], [floor, "floor"]]) {
+      await worker.calls();
+      const answers = await Promise.all(
+        Array.from({ length: 12 }, async () => {
+          const res = await fetch(`${worker.url}/health`);
+          return { status: res.status, body: await res.json() };
+        }),
+      );
+      const reads = shapes(await worker.calls()).filter((c) => c === "KV.get stats:");
+      assert.deepEqual(reads, ["KV.get stats:"], name);
+      for (const { status, body } of answers) {
+        assert.equal(status, 200);
+        assert.equal(typeof body.lost_images, "number");
+      }
+    }
+  });
+
   test("a run of generations writes the owner's usage at most once a second, every one counted", async () => {
     const kv = await fluxgate.mf.getKVNamespace("IMAGE_META");
     const key = `usage:service:${new Date().toISOString().slice(0, 10)}`;

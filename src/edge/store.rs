@@ -78,6 +78,25 @@ thread_local! {
     static BINDINGS: std::cell::OnceCell<(Option<Bucket>, Option<Kv>)> = const { std::cell::OnceCell::new() };
     /// The lost count as this isolate last read or wrote it, and when.
     static LOST_SEEN: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+    /// Whether a request of this isolate is reading the lost count from KV.
+    static LOST_READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this isolate's read of the lost count under way until dropped
+/// (also when the request reading it is dropped before KV answers).
+struct LostReading;
+
+impl LostReading {
+    fn start() -> Self {
+        LOST_READING.set(true);
+        LostReading
+    }
+}
+
+impl Drop for LostReading {
+    fn drop(&mut self) {
+        LOST_READING.set(false);
+    }
 }
 /// The KV prefix of the jobs the cron follows (see `crate::jobs`).
 pub const OPEN_JOB_PREFIX: &str = "open:";
@@ -271,16 +290,22 @@ impl Store {
 
     /// The lost count for `/health`: this isolate's reading of the last
     /// `LOST_COUNT_FRESH_MS` (its own marks included), else KV's. Monitors
-    /// polling `/health` read KV once per isolate per ten seconds.
+    /// polling `/health` read KV once per isolate per ten seconds: while one
+    /// request reads it, the others of the isolate answer the last reading.
     pub async fn lost_count_recent(&self) -> Result<u64, ApiError> {
         let now = now_ms();
         if let Some((count, at)) = LOST_SEEN.get() {
-            if now.saturating_sub(at) < LOST_COUNT_FRESH_MS {
+            if now.saturating_sub(at) < LOST_COUNT_FRESH_MS || LOST_READING.get() {
                 return Ok(count);
             }
         }
+        let reading = LostReading::start();
         let count = self.lost_count().await?;
-        LOST_SEEN.set(Some((count, now)));
+        drop(reading);
+        // A mark made here meanwhile is newer than this reading.
+        if LOST_SEEN.get().is_none_or(|(_, at)| at < now) {
+            LOST_SEEN.set(Some((count, now)));
+        }
         Ok(count)
     }
 
