@@ -19,8 +19,10 @@ const envInt = (name, fallback) => {
   return Number.isInteger(value) && value > 0 ? value : fallback;
 };
 
-/** Rounds (each on new instances); the range reported is min..max of the per-round medians. */
-export const ROUNDS = envInt("BENCH_ROUNDS", 5);
+/** Rounds (each on new instances); the range reported is min..max of the per-round medians, the verdict reads medianInterval. */
+// Eight rounds: the fewest from which the verdict's intervals leave out an
+// outlying round at each end (see medianInterval).
+export const ROUNDS = envInt("BENCH_ROUNDS", 8);
 /** Rounds done whatever the time budget (see measurePaired). */
 export const MIN_ROUNDS = Math.min(ROUNDS, 3);
 /** Sets (A, A2, B, in an order rotated through all six) per kind and round. */
@@ -292,11 +294,42 @@ const percentile = (values, p) => {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 };
 
-/** Median over all sets and range (min..max of the per-round medians) of one series of differences. */
+/** How often the median of rounds lies between the k-th lowest and the k-th highest of n rounds. */
+export function intervalCoverage(n, k) {
+  // 1 - 2 P(Binomial(n, 1/2) <= k - 1)
+  let below = 0;
+  let choose = 1;
+  for (let i = 0; i < k; i++) {
+    below += choose;
+    choose = (choose * (n - i)) / (i + 1);
+  }
+  return 1 - (2 * below) / 2 ** n;
+}
+
+/**
+ * The rounds' interval for their median: from the k-th lowest to the k-th
+ * highest round, k as large as keeps the median inside in at least 90% of
+ * runs (at least 1: up to five rounds that is the whole range). It narrows
+ * as rounds are added, where the range only widens.
+ */
+export function medianInterval(perRound) {
+  const sorted = [...perRound].sort((a, b) => a - b);
+  const n = sorted.length;
+  let k = 1;
+  while (2 * (k + 1) <= n && intervalCoverage(n, k + 1) >= 0.9) k++;
+  return { low: sorted[k - 1], high: sorted[n - k], dropped: k - 1 };
+}
+
+/**
+ * Median over all sets, range (min..max of the per-round medians) and the
+ * interval of the median of rounds (see medianInterval) of one series of
+ * differences.
+ */
 export function summarize(rounds) {
   const all = rounds.flat();
   const perRound = rounds.map(median).filter((v) => v != null);
-  return { median: median(all), min: Math.min(...perRound), max: Math.max(...perRound), perRound, n: all.length };
+  const { low, high, dropped } = medianInterval(perRound);
+  return { median: median(all), min: Math.min(...perRound), max: Math.max(...perRound), low, high, dropped, perRound, n: all.length };
 }
 
 /**
@@ -495,17 +528,19 @@ async function measureRound(run, subjects, round, log) {
 
 /**
  * The verdict on "fluxgate - floor <= limit". The resolution is how far the
- * A/A calibration's round medians stray from zero. While it is within the
- * limit: met when the upper end of the range is under the limit. When it is
- * wider: the median decides, once it is further from the limit than the
- * resolution (NOT met above, met below); nearer, it is within resolution.
+ * A/A calibration's interval (medianInterval: with up to five rounds, the
+ * range of its round medians) strays from zero. While it is within the
+ * limit: met when the upper end of the difference's interval is under the
+ * limit. When it is wider: the median decides, once it is further from the
+ * limit than the resolution (NOT met above, met below); nearer, it is
+ * within resolution. Summaries without an interval use their range.
  */
 export function verdict(difference, aa, limit) {
-  const resolution = Math.max(Math.abs(aa.min), Math.abs(aa.max));
+  const resolution = Math.max(Math.abs(aa.low ?? aa.min), Math.abs(aa.high ?? aa.max));
   if (resolution > limit) {
     if (difference.median > limit + resolution) return "NOT met";
     if (difference.median < limit - resolution) return "met";
     return "within resolution";
   }
-  return difference.max <= limit ? "met" : "NOT met";
+  return (difference.high ?? difference.max) <= limit ? "met" : "NOT met";
 }

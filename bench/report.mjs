@@ -1,5 +1,5 @@
 // Renders the results as aligned text tables (stdout) or Markdown (LATEST.md).
-import { verdict } from "./paired.mjs";
+import { intervalCoverage, verdict } from "./paired.mjs";
 
 const fixed = (digits) => (v) => (v == null || !Number.isFinite(v) ? "-" : v.toFixed(digits));
 const ms = fixed(2);
@@ -80,7 +80,7 @@ function pairedSection(r) {
     "a batch's CPU: its workerd process's CPU time from before the first request until the process is quiet again (waitUntil copies into R2 included: for kinds that copy, the pending: index is checked after the CPU is read and copies still running are waited for and charged), / k",
     "k: requests per batch; fluxgate, floor: median CPU per request over the batches",
     "difference = fluxgate - floor per set, median over all sets; range = lowest .. highest per-round median; A/A = fluxgate again - fluxgate, the same way: the resolution of the method",
-    "met: the range's upper end is under the target and the A/A range within it; when the A/A range strays further from zero than the target, the median decides once it is further from the target than the A/A range strays (NOT met above, met below), and is within resolution nearer",
+    "met: the range's upper end is under the target and the A/A range within it; when the A/A range strays further from zero than the target, the median decides once it is further from the target than the A/A range strays (NOT met above, met below), and is within resolution nearer; from six rounds on, both ranges leave out their most outlying rounds (see the targets' notes)",
     `idle CPU of a new instance, median, ms per second: ${Object.entries(r.paired.idleMsPerSecond).map(([w, v]) => `${w} ${fixed(2)(v)}`).join(", ")}; a batch ends once its process used at most ${fixed(2)(r.environment.quietNs / 1e6)} ms (or 3x its idle use) over ${r.environment.quietMs} ms`,
     ...measured.filter((k) => k.lateCopyChecks || k.quietTimeouts).map((k) => `${k.name}: ${k.lateCopyChecks} batch(es) whose copies were still running when the process looked quiet, ${k.quietTimeouts} that never went quiet`),
     ...skipped.map((k) => `not measured yet: ${k.name}: ${k.skipped}`),
@@ -324,7 +324,12 @@ function targetSection(r) {
     runsOf(t.name, "reference").map((x) => ms(x[t.pct])).join(" / ") || "-",
   ]);
   const tables = [table([left("target"), "figure", "range", "A/A range", "limit", left("result")], rows)];
-  const notes = [];
+  const notes = r.targets
+    .filter((t) => t.interval)
+    .map(
+      (t) =>
+        `${t.name}: over ${t.rounds} rounds the result reads the rounds without the ${t.dropped} lowest and ${t.dropped} highest, which hold the median of rounds in ${Math.round(intervalCoverage(t.rounds, t.dropped + 1) * 100)}% of runs: ${range(...t.interval)} (A/A ${range(...t.aaInterval)})`,
+    );
   if (latencyRows.length) {
     tables.push(
       table(

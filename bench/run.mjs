@@ -22,10 +22,10 @@
 //    Without a reference build (it failed to build or to answer) the phases
 //    run on fluxgate alone and the report says why.
 //
-// Knobs (environment): BENCH_ROUNDS, BENCH_SETS, BENCH_STARTS (starts of each
+// Knobs (environment): BENCH_ROUNDS (8), BENCH_SETS, BENCH_STARTS (starts of each
 // build per round, default 3), BENCH_BATCH_SCALE, BENCH_WARMUP_BATCHES
 // (batches of each kind on each new instance before it is measured, default 1),
-// BENCH_QUIET_MS, BENCH_PAIRED_SECONDS (paired CPU and start-up: rounds stop,
+// BENCH_QUIET_MS, BENCH_PAIRED_SECONDS (default 180; paired CPU and start-up: rounds stop,
 // once 3 are done, when this budget is spent); BENCH_SECONDS (autocannon
 // phase length: each build's runs of a phase add up to it); BENCH_REFERENCE
 // (git revision of the reference build); BENCH_LATENCY_SLACK (fraction by
@@ -58,7 +58,7 @@ import { renderMarkdown, renderText } from "./report.mjs";
 import { measureStartSteps } from "./start-steps.mjs";
 import { AUTH_TOKEN, REPLICATE_TOKEN, root, startEmulator, startStaticServer, startWorker } from "./services.mjs";
 
-const PAIRED_BUDGET_SECONDS = Number(process.env.BENCH_PAIRED_SECONDS) > 0 ? Number(process.env.BENCH_PAIRED_SECONDS) : 90;
+const PAIRED_BUDGET_SECONDS = Number(process.env.BENCH_PAIRED_SECONDS) > 0 ? Number(process.env.BENCH_PAIRED_SECONDS) : 180;
 const LATENCY_SLACK = Number.isFinite(Number(process.env.BENCH_LATENCY_SLACK)) && process.env.BENCH_LATENCY_SLACK
   ? Number(process.env.BENCH_LATENCY_SLACK)
   : 0.1;
@@ -495,6 +495,20 @@ export function latencies(results) {
   return out;
 }
 
+/**
+ * The intervals a verdict reads, when they are narrower than the ranges
+ * (six rounds or more: see medianInterval in paired.mjs).
+ */
+function intervals(difference, aa) {
+  if (!difference.dropped && !aa.dropped) return {};
+  return {
+    interval: [difference.low, difference.high],
+    aaInterval: [aa.low, aa.high],
+    rounds: difference.perRound.length,
+    dropped: difference.dropped,
+  };
+}
+
 function targets(results) {
   const list = [];
   for (const k of results.paired?.kinds ?? []) {
@@ -505,6 +519,7 @@ function targets(results) {
       value: k.difference.median,
       range: [k.difference.min, k.difference.max],
       aa: [k.aa.min, k.aa.max],
+      ...intervals(k.difference, k.aa),
       limit: k.targetMs,
       result: verdict(k.difference, k.aa, k.targetMs),
     });
@@ -517,6 +532,7 @@ function targets(results) {
       value: s.difference.median,
       range: [s.difference.min, s.difference.max],
       aa: [s.aa.min, s.aa.max],
+      ...intervals(s.difference, s.aa),
       limit: START_LIMIT_MS,
       result: verdict(s.difference, s.aa, START_LIMIT_MS),
     });
