@@ -45,21 +45,81 @@
 //                      without conditional or range headers)
 //
 // fluxgate's /replicate/v1 routes and POST /uploads have no equivalent here.
+//
+// With `checks.on` (bench/floor-checks-worker.mjs) it also does in
+// JavaScript what fluxgate does per request besides those calls: the
+// caller's token compared in constant time, a request id, the prompt
+// checked, a deadline on each fetch, the output's first bytes checked to be
+// an image (a tee, 16 bytes read from one branch, the other put into R2, its
+// size compared with the declared length), the request's log line and the
+// copy's, X-Request-Id on the answer. The calls stay the same.
 const PENDING_TTL_SECONDS = 2 * 60 * 60;
 const CACHE_TTL_SECONDS = 7 * 24 * 60 * 60;
 const SUBJECT = "service";
 /** A time later than any image's, in ms (owner index keys hold this - created). */
 const INVERTED_FROM_MS = 9_999_999_999_999;
 
+/** Set by bench/floor-checks-worker.mjs before the first request. */
+export const checks = { on: false };
+
 export default {
   async fetch(request, env, ctx) {
+    if (!checks.on) return route(request, env, ctx);
+    const started = Date.now();
+    const requestId = hex(crypto.getRandomValues(new Uint8Array(8)));
+    const noted = {};
     const { pathname } = new URL(request.url);
-    if (pathname === "/health") return health(env);
-    if (pathname === "/generate" && request.method === "POST") return generate(request, env, ctx);
-    if (pathname.startsWith("/image/")) return image(env, pathname.slice("/image/".length));
-    return Response.json({ error: "Not found" }, { status: 404 });
+    let response;
+    if (pathname === "/generate" && !(await authorized(request, env))) {
+      response = Response.json({ error: "Unauthorized" }, { status: 401 });
+    } else {
+      response = await route(request, env, ctx, noted);
+    }
+    response.headers.set("X-Request-Id", requestId);
+    const line = {
+      request_id: requestId,
+      method: request.method,
+      route: pathname.startsWith("/image/") ? "/image/{id}" : pathname,
+      status: response.status,
+      duration_ms: Date.now() - started,
+      caller: pathname === "/generate" ? SUBJECT : null,
+      model: noted.model ?? null,
+      prediction_id: noted.predictionId ?? null,
+      prompt: noted.prompt?.slice(0, 32) ?? null,
+      cache_hit: false,
+      bytes: Number(response.headers.get("content-length")) || null,
+    };
+    console.log(JSON.stringify(line));
+    return response;
   },
 };
+
+const encoder = new TextEncoder();
+async function authorized(request, env) {
+  const given = encoder.encode(request.headers.get("authorization") ?? "");
+  const expected = encoder.encode(`Bearer ${env.AUTH_TOKEN}`);
+  return given.byteLength === expected.byteLength && crypto.subtle.timingSafeEqual(given, expected);
+}
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+/** The image type of an output's first bytes (PNG, JPEG, WebP), or null. */
+function sniff(bytes) {
+  if (bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) return "image/png";
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "image/jpeg";
+  const riff = String.fromCharCode(...bytes.subarray(0, 4)) === "RIFF";
+  if (bytes.length >= 12 && riff && String.fromCharCode(...bytes.subarray(8, 12)) === "WEBP") return "image/webp";
+  return null;
+}
+
+/** The floor's routes; `noted` (with checks) collects what the log line says. */
+async function route(request, env, ctx, noted = {}) {
+  const { pathname } = new URL(request.url);
+  if (pathname === "/health") return health(env);
+  if (pathname === "/generate" && request.method === "POST") return generate(request, env, ctx, noted);
+  if (pathname.startsWith("/image/")) return image(env, pathname.slice("/image/".length));
+  return Response.json({ error: "Not found" }, { status: 404 });
+}
 
 let lostSeen = null;
 let lostReading = false;
@@ -121,10 +181,18 @@ async function addUsage(env, delta) {
   }
 }
 
-async function generate(request, env, ctx) {
+async function generate(request, env, ctx, noted) {
   const { input } = await request.json();
+  if (checks.on) {
+    if (typeof input?.prompt !== "string" || input.prompt.trim() === "" || input.prompt.length > 10_000) {
+      return Response.json({ error: "Invalid input" }, { status: 422 });
+    }
+    noted.model = defaultModel(env);
+    noted.prompt = input.prompt;
+  }
   const created = await fetch(`${env.REPLICATE_API_BASE}/v1/models/${defaultModel(env)}/predictions`, {
     method: "POST",
+    signal: checks.on ? AbortSignal.timeout(60_000) : undefined,
     headers: {
       authorization: `Bearer ${env.REPLICATE_API_TOKEN}`,
       "content-type": "application/json",
@@ -133,6 +201,7 @@ async function generate(request, env, ctx) {
     body: JSON.stringify({ input }),
   });
   const prediction = await created.json();
+  if (checks.on) noted.predictionId = prediction.id;
   const id = `${prediction.id}.${input.output_format ?? "webp"}`;
   const record = {
     id,
@@ -167,11 +236,34 @@ async function generate(request, env, ctx) {
 }
 
 async function persist(env, record, predictTimeMs) {
+  if (checks.on) return persistChecked(env, record, predictTimeMs);
   const upstream = await fetch(record.source_url);
   const contentType = upstream.headers.get("content-type");
   const stored = await env.IMAGES.put(record.id, upstream.body, { httpMetadata: { contentType } });
   const done = { ...record, status: "stored", content_type: contentType, size: stored.size, attempts: 1 };
   await Promise.all([putRecord(env, done), env.IMAGE_META.delete(`pending:${record.id}`)]);
+  await addUsage(env, { generations: 1, images_stored: 1, bytes_stored: stored.size, predict_time_ms: predictTimeMs });
+}
+
+/** persist, with the output's first bytes checked and the copy's log line (checks.on). */
+async function persistChecked(env, record, predictTimeMs) {
+  const upstream = await fetch(record.source_url, { signal: AbortSignal.timeout(25_000) });
+  const length = Number(upstream.headers.get("content-length"));
+  const [toStore, toSniff] = upstream.body.tee();
+  const reader = toSniff.getReader();
+  const { value } = await reader.read();
+  reader.cancel();
+  const contentType = value && sniff(value.subarray(0, 16));
+  if (!contentType) {
+    toStore.cancel();
+    throw new Error("output is not an image");
+  }
+  const stored = await env.IMAGES.put(record.id, toStore, { httpMetadata: { contentType } });
+  if (stored.size !== length) throw new Error(`stored ${stored.size} of ${length} bytes`);
+  const done = { ...record, status: "stored", content_type: contentType, size: stored.size, attempts: 1 };
+  await Promise.all([putRecord(env, done), env.IMAGE_META.delete(`pending:${record.id}`)]);
+  const line = { copy: record.id, prediction_id: record.prediction_id, status: "stored", already: false, bytes: stored.size, attempts: 1, error: null };
+  console.log(JSON.stringify(line));
   await addUsage(env, { generations: 1, images_stored: 1, bytes_stored: stored.size, predict_time_ms: predictTimeMs });
 }
 

@@ -62,6 +62,8 @@ export async function startRecorded(emulatorUrl, scriptPath, name) {
   const entry = `${basename(scriptPath).replace(/\.m?js$/, "")}.mjs`;
   copyFileSync(join(root, scriptPath), join(dir, entry));
   if (scriptPath.startsWith("build/")) copyFileSync(join(root, "build/index_bg.wasm"), join(dir, "index_bg.wasm"));
+  // The floor with checks imports the floor.
+  if (scriptPath.startsWith("bench/")) copyFileSync(join(root, "bench/floor-worker.mjs"), join(dir, "floor-worker.mjs"));
   writeFileSync(join(dir, "wrapper.mjs"), WRAPPER(entry));
   const worker = await startWorker(emulatorUrl, join("target", "platform-calls", name, "wrapper.mjs"));
   return {

@@ -25,15 +25,16 @@ async function generation(worker) {
 }
 
 describe("platform calls per request", () => {
-  let emulator, fluxgate, floor;
+  let emulator, fluxgate, floor, floorChecks;
   before(async () => {
     emulator = await startEmulator();
     // One after the other: each start finds its own new workerd process.
     fluxgate = await startRecorded(emulator.url, "build/index.js", "fluxgate");
     floor = await startRecorded(emulator.url, "bench/floor-worker.mjs", "floor");
+    floorChecks = await startRecorded(emulator.url, "bench/floor-checks-worker.mjs", "floor-checks");
   });
   after(async () => {
-    await Promise.all([fluxgate?.mf.dispose(), floor?.mf.dispose()]);
+    await Promise.all([fluxgate?.mf.dispose(), floor?.mf.dispose(), floorChecks?.mf.dispose()]);
     await emulator?.close();
   });
 
@@ -54,6 +55,33 @@ describe("platform calls per request", () => {
     assert.deepEqual(made.filter((c) => c.startsWith("R2.")), ["R2.put"]);
     assert.deepEqual(made.filter((c) => c.startsWith("KV.get usage:")), ["KV.get usage:service:<day>"]);
     assert.deepEqual(made.filter((c) => c.startsWith("KV.put usage:")), ["KV.put usage:service:<day>"]);
+  });
+
+  test("the floor with fluxgate's checks makes the floor's calls, and checks", async () => {
+    await floorChecks.calls(); // the start's /health
+    const refused = await fetch(`${floorChecks.url}/generate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ input: GENERATE_INPUT }),
+    });
+    assert.equal(refused.status, 401);
+    assert.match(refused.headers.get("x-request-id") ?? "", /^[0-9a-f]{16}$/);
+    assert.deepEqual(await floorChecks.calls(), []);
+    await generation(floorChecks);
+    const checked = await generation(floorChecks);
+    const plain = await generation(floor);
+    assert.deepEqual(shapes(checked.calls), shapes(plain.calls));
+    // Stored as the type its first bytes show: the one upstream declared.
+    const types = [];
+    for (const [worker, id] of [[floorChecks, checked.id], [floor, plain.id]]) {
+      const res = await fetch(`${worker.url}/image/${id}`);
+      assert.equal(res.status, 200);
+      await res.arrayBuffer();
+      types.push(res.headers.get("content-type"));
+      await worker.calls();
+    }
+    assert.match(types[0], /^image\//);
+    assert.equal(types[0], types[1]);
   });
 
   test("GET /image/{id} and GET /health: the same calls", async () => {
