@@ -19,9 +19,11 @@ const envInt = (name, fallback) => {
   return Number.isInteger(value) && value > 0 ? value : fallback;
 };
 
-/** Rounds (each on new instances); the range reported is min..max of the per-round medians, the verdict reads medianInterval. */
-// Eight rounds: the fewest from which the verdict's intervals leave out an
-// outlying round at each end (see medianInterval).
+/**
+ * Rounds (each on new instances); the range reported is min..max of the
+ * per-round medians, the verdict reads medianInterval. Eight: the fewest
+ * from which that interval leaves out an outlying round at each end.
+ */
 export const ROUNDS = envInt("BENCH_ROUNDS", 8);
 /** Rounds done whatever the time budget (see measurePaired). */
 export const MIN_ROUNDS = Math.min(ROUNDS, 3);

@@ -497,7 +497,7 @@ export function latencies(results) {
 
 /**
  * The intervals a verdict reads, when they are narrower than the ranges
- * (six rounds or more: see medianInterval in paired.mjs).
+ * (eight rounds or more: see medianInterval in paired.mjs).
  */
 function intervals(difference, aa) {
   if (!difference.dropped && !aa.dropped) return {};
