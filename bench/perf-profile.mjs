@@ -14,6 +14,8 @@
 // To name the generated code too: MINIFLARE_WORKERD_V8_FLAGS=--perf-basic-prof
 // (V8 writes /tmp/perf-<pid>.map) and PERF_SCRIPT=<an unstripped build's
 // index.js> (worker-build's output before scripts/build.sh strips its names).
+// PERF_FLOOR=bench/floor-checks-worker.mjs samples the floor with fluxgate's
+// checks instead of the plain floor.
 // V8 then also writes isolate-*-v8.log files here (ignored by git).
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -97,7 +99,7 @@ const dir = mkdtempSync(join(tmpdir(), "fluxgate-perf-"));
 const emulator = await startEmulator();
 try {
   const ours = await profile(emulator.url, process.env.PERF_SCRIPT ?? "build/index.js", dir, "fluxgate");
-  const floor = await profile(emulator.url, "bench/floor-worker.mjs", dir, "floor");
+  const floor = await profile(emulator.url, process.env.PERF_FLOOR ?? "bench/floor-worker.mjs", dir, "floor");
   const perGeneration = (n) => `${((n / HZ / (GENERATIONS * ISOLATES)) * 1000).toFixed(3)} ms`;
   const sum = (m, keep) => [...m].filter(([k]) => keep(k.split("\t"))).reduce((a, [, v]) => a + v, 0);
   console.log(
