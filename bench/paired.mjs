@@ -311,7 +311,7 @@ export function intervalCoverage(n, k) {
 /**
  * The rounds' interval for their median: from the k-th lowest to the k-th
  * highest round, k as large as keeps the median inside in at least 90% of
- * runs (at least 1: up to five rounds that is the whole range). It narrows
+ * runs (at least 1: up to seven rounds that is the whole range). It narrows
  * as rounds are added, where the range only widens.
  */
 export function medianInterval(perRound) {
@@ -530,7 +530,7 @@ async function measureRound(run, subjects, round, log) {
 
 /**
  * The verdict on "fluxgate - floor <= limit". The resolution is how far the
- * A/A calibration's interval (medianInterval: with up to five rounds, the
+ * A/A calibration's interval (medianInterval: with up to seven rounds, the
  * range of its round medians) strays from zero. While it is within the
  * limit: met when the upper end of the difference's interval is under the
  * limit. When it is wider: the median decides, once it is further from the

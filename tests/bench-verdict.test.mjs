@@ -33,14 +33,15 @@ describe("the interval of the median of rounds", () => {
     assert.equal(intervalCoverage(12, 3), 1 - (2 * (1 + 12 + 66)) / 4096);
   });
 
-  test("up to five rounds it is the range; from six, it leaves out outliers while 90% coverage holds", () => {
-    for (const n of [1, 2, 3, 4, 5]) {
+  test("up to seven rounds it is the range; from eight, it leaves out outliers while 90% coverage holds", () => {
+    for (const n of [1, 2, 3, 4, 5, 6, 7]) {
       const values = Array.from({ length: n }, (_, i) => 10 - i);
       assert.deepEqual(medianInterval(values), { low: Math.min(...values), high: Math.max(...values), dropped: 0 });
     }
     const values = [5, 1, 9, 3, 7, 2, 8, 4, 6, 0];
     assert.deepEqual(medianInterval(values), { low: 1, high: 8, dropped: 1 });
     assert.ok(intervalCoverage(10, 2) >= 0.9 && intervalCoverage(10, 3) < 0.9);
+    assert.equal(medianInterval(Array.from({ length: 8 }, (_, i) => i)).dropped, 1);
     assert.equal(medianInterval(Array.from({ length: 20 }, (_, i) => i)).dropped, 5);
   });
 
