@@ -15,7 +15,8 @@
 // (V8 writes /tmp/perf-<pid>.map) and PERF_SCRIPT=<an unstripped build's
 // index.js> (worker-build's output before scripts/build.sh strips its names).
 // PERF_FLOOR=bench/floor-checks-worker.mjs samples the floor with fluxgate's
-// checks instead of the plain floor.
+// checks instead of the plain floor; PERF_KIND=health samples GET /health
+// requests instead of generations (the figures then read per request).
 // V8 then also writes isolate-*-v8.log files here (ignored by git).
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -46,11 +47,20 @@ function kindOf(dso, symbol) {
   return "other";
 }
 
-/** Samples of one worker's generations, added to `counts` (key: thread, dso, symbol). */
+/**
+ * One request of the kind sampled: a generation, or with PERF_KIND=health a
+ * `GET /health` (what every request costs on its way in and out).
+ */
+const request =
+  process.env.PERF_KIND === "health"
+    ? async (worker) => (await fetch(`${worker.url}/health`)).arrayBuffer()
+    : (worker) => generate(worker, GENERATE_INPUT);
+
+/** Samples of one worker's requests, added to `counts` (key: thread, dso, symbol). */
 async function sample(emulatorUrl, script, file, counts) {
   const worker = await startWorker(emulatorUrl, script);
   try {
-    for (let i = 0; i < WARMUP; i++) await generate(worker, GENERATE_INPUT);
+    for (let i = 0; i < WARMUP; i++) await request(worker);
     await waitCopies(worker);
     const perf = spawn("perf", ["record", "-q", "-F", String(HZ), "-p", String(worker.pid), "-o", file], { stdio: "ignore" });
     const exited = new Promise((resolve, reject) => {
@@ -58,7 +68,7 @@ async function sample(emulatorUrl, script, file, counts) {
       perf.on("error", reject);
     });
     await new Promise((r) => setTimeout(r, 300));
-    for (let i = 0; i < GENERATIONS; i++) await generate(worker, GENERATE_INPUT);
+    for (let i = 0; i < GENERATIONS; i++) await request(worker);
     await waitCopies(worker);
     perf.kill("SIGINT");
     await exited;
