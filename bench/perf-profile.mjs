@@ -51,8 +51,10 @@ function kindOf(dso, symbol) {
  * One request of the kind sampled: a generation, or with PERF_KIND=health a
  * `GET /health` (what every request costs on its way in and out).
  */
+const HEALTH = process.env.PERF_KIND === "health";
+const UNIT = HEALTH ? "request" : "generation";
 const request =
-  process.env.PERF_KIND === "health"
+  HEALTH
     ? async (worker) => (await fetch(`${worker.url}/health`)).arrayBuffer()
     : (worker) => generate(worker, GENERATE_INPUT);
 
@@ -113,9 +115,9 @@ try {
   const perGeneration = (n) => `${((n / HZ / (GENERATIONS * ISOLATES)) * 1000).toFixed(3)} ms`;
   const sum = (m, keep) => [...m].filter(([k]) => keep(k.split("\t"))).reduce((a, [, v]) => a + v, 0);
   console.log(
-    `${GENERATIONS} generations on each of ${ISOLATES} new isolate(s) per side, after ${WARMUP} of warm-up, sampled at ${HZ} Hz (one sample is about 0.2 ms of CPU)`,
+    `${GENERATIONS} ${UNIT}s on each of ${ISOLATES} new isolate(s) per side, after ${WARMUP} of warm-up, sampled at ${HZ} Hz (one sample is about 0.2 ms of CPU)`,
   );
-  console.log("\n  per generation        fluxgate      floor   difference");
+  console.log(`\n  per ${UNIT.padEnd(18)} fluxgate      floor   difference`);
   for (const thread of ["main", "helpers"]) {
     const [a, b] = [sum(ours, ([t]) => t === thread), sum(floor, ([t]) => t === thread)];
     console.log(`  ${thread.padEnd(18)} ${perGeneration(a).padStart(11)} ${perGeneration(b).padStart(10)} ${perGeneration(a - b).padStart(12)}`);
@@ -128,10 +130,10 @@ try {
     const kind = `${thread}: ${kindOf(dso, symbol)}`;
     byKind.set(kind, (byKind.get(kind) ?? 0) + diff(k));
   }
-  console.log("\n  difference by thread and kind of code, per generation");
+  console.log(`\n  difference by thread and kind of code, per ${UNIT}`);
   for (const [kind, d] of [...byKind].sort((a, b) => b[1] - a[1])) console.log(`${perGeneration(d).padStart(11)}  ${kind}`);
   const rows = keys.map((k) => [k, diff(k), ours.get(k) ?? 0, floor.get(k) ?? 0]).sort((a, b) => b[1] - a[1]);
-  console.log("\n  more in fluxgate (samples: difference, fluxgate, floor; per generation)");
+  console.log(`\n  more in fluxgate (samples: difference, fluxgate, floor; per ${UNIT})`);
   const print = ([key, d, a, b]) => {
     const [thread, dso, symbol] = key.split("\t");
     const where = `${thread} ${dso === "[JIT]" ? "[JIT]" : dso} ${symbol}`;
@@ -140,7 +142,7 @@ try {
   rows.slice(0, ROWS).forEach(print);
   // What fluxgate's process does less of than the floor's (a kind's total
   // above nets these against the rows before).
-  console.log("\n  more in the floor (samples: difference, fluxgate, floor; per generation)");
+  console.log(`\n  more in the floor (samples: difference, fluxgate, floor; per ${UNIT})`);
   rows.slice(-Math.min(ROWS, 15)).reverse().filter(([, d]) => d < 0).forEach(print);
 } finally {
   await emulator.close();
