@@ -70,7 +70,7 @@ export default {
     const noted = {};
     const { pathname } = new URL(request.url);
     let response;
-    if (pathname === "/generate" && !(await authorized(request, env))) {
+    if (pathname === "/generate" && !authorized(request, env)) {
       response = Response.json({ error: "Unauthorized" }, { status: 401 });
     } else {
       response = await route(request, env, ctx, noted);
@@ -95,7 +95,7 @@ export default {
 };
 
 const encoder = new TextEncoder();
-async function authorized(request, env) {
+function authorized(request, env) {
   const given = encoder.encode(request.headers.get("authorization") ?? "");
   const expected = encoder.encode(`Bearer ${env.AUTH_TOKEN}`);
   return given.byteLength === expected.byteLength && crypto.subtle.timingSafeEqual(given, expected);
@@ -112,8 +112,8 @@ function sniff(bytes) {
   return null;
 }
 
-/** The floor's routes; `noted` (with checks) collects what the log line says. */
-async function route(request, env, ctx, noted = {}) {
+/** The floor's routes; `noted` (with checks only) collects what the log line says. */
+async function route(request, env, ctx, noted) {
   const { pathname } = new URL(request.url);
   if (pathname === "/health") return health(env);
   if (pathname === "/generate" && request.method === "POST") return generate(request, env, ctx, noted);
@@ -268,8 +268,7 @@ async function persistChecked(env, record, predictTimeMs) {
 }
 
 async function sha256Hex(text) {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  return hex(new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text))));
 }
 
 function putRecord(env, record) {
