@@ -14,9 +14,8 @@
 // scripts/build.sh strips it (this script applies the shipped `-O3` itself,
 // so the counts are those of the shipped code).
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { GENERATE_INPUT, generate, waitCopies } from "./paired.mjs";
+import { countGenerations, writeCountingBuild } from "./counting-build.mjs";
 import { root, startEmulator, startWorker } from "./services.mjs";
 
 const [buildArg, generationsArg, rowsArg] = process.argv.slice(2);
@@ -31,11 +30,13 @@ const dir = join(root, "target", "wasm-work");
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const FEATURES = ["bulk-memory", "nontrapping-float-to-int", "sign-ext", "mutable-globals", "reference-types", "multivalue", "simd", "exception-handling"].map((f) => `--enable-${f}`);
 
-/** The build, optimized as shipped and instrumented; returns each counter's number -> its function's name. */
+/**
+ * The build, optimized as shipped and instrumented, in a counting build;
+ * returns { entry, names } where names maps each counter's number to its
+ * function's name.
+ */
 function instrument() {
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  const wasm = join(dir, "index_bg.wasm");
+  const wasm = join(root, "target", "wasm-work.wasm");
   execFileSync(bin("wasm-opt"), [join(build, "index_bg.wasm"), "-g", "-O3", "--log-execution", ...FEATURES, "-o", wasm]);
   const text = execFileSync(bin("wasm-dis"), [wasm], { maxBuffer: 1 << 30 }).toString();
   if (!/\(func \$"?[^\s"]*::/.test(text)) throw new Error(`${buildArg} has no function names: copy build/ before scripts/build.sh strips them`);
@@ -54,51 +55,27 @@ function instrument() {
       if (n) names.set(Number(n[1]), fn);
     }
   }
-  // The glue instantiates the module as `new WebAssembly.Instance(<module>, <imports>())`.
-  const glue = readFileSync(join(build, "index.js"), "utf8");
-  const instantiation = /new WebAssembly\.Instance\((\w+),(\w+)\(\)\)/g;
-  if (!instantiation.test(glue)) throw new Error("wasm-work: the glue's instantiation was not found");
-  const counting = glue.replace(
-    instantiation,
-    `new WebAssembly.Instance($1,(()=>{const i=$2();i["./index_bg.js"].log_execution=(n)=>{globalThis.__work[n]=(globalThis.__work[n]??0)+1};return i})())`,
-  );
-  writeFileSync(join(dir, "glue.mjs"), "globalThis.__work = {};\n" + counting);
-  writeFileSync(
-    join(dir, "index.mjs"),
-    `import Fluxgate from "./glue.mjs";
-export default class Counting extends Fluxgate {
-  async fetch(request) {
-    if (new URL(request.url).pathname !== "/__work") return super.fetch(request);
-    const work = globalThis.__work;
-    globalThis.__work = {};
-    return Response.json(work);
-  }
-}
-`,
-  );
-  copyFileSync(join(build, "package.json"), join(dir, "package.json"));
-  return names;
+  // The added import, counting each counter's calls.
+  const prelude = `globalThis.__wrapImports = (imports) => {
+  imports["./index_bg.js"].log_execution = (n) => { globalThis.__counts[n] = (globalThis.__counts[n] ?? 0) + 1; };
+  return imports;
+};`;
+  return { entry: writeCountingBuild({ build, dir, prelude, wasm }), names };
 }
 
-let names;
+let instrumented;
 try {
-  names = instrument();
+  instrumented = instrument();
 } catch (error) {
   console.error(`wasm-work: ${error.message}`);
   process.exit(1);
 }
+const { entry, names } = instrumented;
 const emulator = await startEmulator();
-const worker = await startWorker(emulator.url, join(dir, "index.mjs"));
+const worker = await startWorker(emulator.url, entry);
 try {
-  const work = async () => (await fetch(`${worker.url}/__work`)).json();
-  // The first generations read the model's schema: not counted.
-  for (let i = 0; i < 3; i++) await generate(worker, GENERATE_INPUT);
-  await waitCopies(worker);
-  await work();
-  for (let i = 0; i < GENERATIONS; i++) await generate(worker, GENERATE_INPUT);
-  await waitCopies(worker);
   const byFunction = new Map();
-  for (const [n, count] of Object.entries(await work())) {
+  for (const [n, count] of Object.entries(await countGenerations(worker, GENERATIONS))) {
     const name = names.get(Number(n)) ?? `counter ${n}`;
     byFunction.set(name, (byFunction.get(name) ?? 0) + count / GENERATIONS);
   }
