@@ -347,15 +347,16 @@ export function summarize(rounds) {
  *
  * start(label, script) resolves to a started worker ({ mf, url, pid, firstAnswerMs }).
  */
-export async function measurePaired({ start, kinds = selectedKinds(), budgetSeconds, log }) {
+export async function measurePaired({ start, kinds = selectedKinds(), budgetSeconds, log, other }) {
   const started = performance.now();
   // BENCH_A2_SCRIPT pairs the build against another one (a probe build, e.g.
   // the commit before a change, built to target/probe-x/index.js) instead of
   // itself: the A/A column then reads "that build - this build" (positive:
-  // this one uses less).
-  const other = process.env.BENCH_A2_SCRIPT;
-  const scripts = { A: "build/index.js", A2: other || "build/index.js", B: "bench/floor-worker.mjs" };
-  const labels = { A: "fluxgate", A2: other ? `probe ${other}` : "fluxgate again", B: "floor" };
+  // this one uses less). `other` ({ script, label }) does the same for a
+  // phase of the bench (the floor in Rust).
+  const a2 = other?.script ?? process.env.BENCH_A2_SCRIPT;
+  const scripts = { A: "build/index.js", A2: a2 || "build/index.js", B: "bench/floor-worker.mjs" };
+  const labels = { A: "fluxgate", A2: other?.label ?? (a2 ? `probe ${a2}` : "fluxgate again"), B: "floor" };
   const runs = kinds.map((kind) => ({
     kind,
     skipped: null,
@@ -365,13 +366,15 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
     // The same on the main thread alone (see cpuSplitNs).
     diffMain: [],
     aaMain: [],
+    // A2 - B per set: when A2 is another build, what it costs over the floor.
+    a2Floor: [],
     perWorker: { A: { cpu: [], main: [], latencies: [] }, A2: { cpu: [], main: [], latencies: [] }, B: { cpu: [], main: [], latencies: [] } },
     late: 0,
     timedOut: 0,
     set: 0,
     ms: 0,
   }));
-  const starts = { A: [], A2: [], B: [], diff: [], aa: [], workerdCpuDiff: [], miniflareCpuDiff: [] };
+  const starts = { A: [], A2: [], B: [], diff: [], aa: [], a2Floor: [], workerdCpuDiff: [], miniflareCpuDiff: [] };
   const idle = { A: [], A2: [], B: [] };
   // All six orders, each instance first in every run of three rounds.
   const startOrders = [["A", "A2", "B"], ["A2", "B", "A"], ["B", "A", "A2"], ["A", "B", "A2"], ["B", "A2", "A"], ["A2", "A", "B"]];
@@ -406,6 +409,7 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
       starts.workerdCpuDiff.push([cpu("A", "workerdMs") - cpu("B", "workerdMs")]);
       starts.miniflareCpuDiff.push([cpu("A", "miniflareMs") - cpu("B", "miniflareMs")]);
       starts.aa.push([firstAnswer("A2") - firstAnswer("A")]);
+      starts.a2Floor.push([firstAnswer("A2") - firstAnswer("B")]);
       for (const who of ["A", "A2", "B"]) idle[who].push(await calibrateIdle(subjects[who]));
       for (const run of runs) {
         if (run.skipped) continue;
@@ -440,6 +444,7 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
       // Sets hold B - A (floor minus fluxgate): turned round, as fluxgate's cost above the floor.
       difference: kind.floor ? summarize(run.diff.map((r) => r.map((d) => -d))) : null,
       aa: summarize(run.aa),
+      a2Floor: kind.floor ? summarize(run.a2Floor) : null,
       // By thread: the main thread (the requests' code, Miniflare's KV and R2) and the rest (V8's helpers).
       mainThread: {
         difference: kind.floor ? summarize(run.diffMain.map((r) => r.map((d) => -d))) : null,
@@ -466,6 +471,7 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
       medianFloorMs: median(starts.B),
       difference: summarize(starts.diff),
       aa: summarize(starts.aa),
+      a2Floor: summarize(starts.a2Floor),
       // The CPU of those starts, fluxgate - floor: workerd's, and Miniflare's in Node.
       workerdCpuDifference: summarize(starts.workerdCpuDiff),
       miniflareCpuDifference: summarize(starts.miniflareCpuDiff),
@@ -506,6 +512,7 @@ async function measureRound(run, subjects, round, log) {
   run.aa.push([]);
   run.diffMain.push([]);
   run.aaMain.push([]);
+  run.a2Floor.push([]);
   for (let s = 0; s < SETS_PER_ROUND; s++, run.set++) {
     const got = {};
     const main = {};
@@ -522,6 +529,7 @@ async function measureRound(run, subjects, round, log) {
     if (kind.floor) {
       run.diff[round].push(got.B - got.A);
       run.diffMain[round].push(main.B - main.A);
+      run.a2Floor[round].push(got.A2 - got.B);
     }
     run.aa[round].push(got.A2 - got.A);
     run.aaMain[round].push(main.A2 - main.A);

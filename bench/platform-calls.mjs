@@ -2,8 +2,9 @@
 // wrapper module around it (its bindings and global fetch wrapped in
 // recording proxies). The floor is a fair floor only while it makes the same
 // calls as fluxgate: tests/platform-calls.test.mjs compares the two.
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { GENERATE_INPUT, generate } from "./paired.mjs";
 import { root, startWorker } from "./services.mjs";
 
 /** The wrapper: records calls, answers them (and forgets them) at GET /__platform_calls. */
@@ -50,7 +51,7 @@ export default wrapped;
 `;
 
 /**
- * Starts `scriptPath` (fluxgate's build/index.js, or the floor) wrapped, in
+ * Starts `scriptPath` (fluxgate's build/index.js, or a floor) wrapped, in
  * its own Miniflare: resolves to startWorker's result plus calls(), which
  * answers the calls recorded since the last calls().
  */
@@ -61,7 +62,9 @@ export async function startRecorded(emulatorUrl, scriptPath, name) {
   // Copied as .mjs: Miniflare reads an imported .js as CommonJS.
   const entry = `${basename(scriptPath).replace(/\.m?js$/, "")}.mjs`;
   copyFileSync(join(root, scriptPath), join(dir, entry));
-  if (scriptPath.startsWith("build/")) copyFileSync(join(root, "build/index_bg.wasm"), join(dir, "index_bg.wasm"));
+  // A wasm build's module, beside its glue.
+  const wasm = join(root, dirname(scriptPath), "index_bg.wasm");
+  if (existsSync(wasm)) copyFileSync(wasm, join(dir, "index_bg.wasm"));
   // The floor with checks imports the floor.
   if (scriptPath.startsWith("bench/")) copyFileSync(join(root, "bench/floor-worker.mjs"), join(dir, "floor-worker.mjs"));
   writeFileSync(join(dir, "wrapper.mjs"), WRAPPER(entry));
@@ -92,3 +95,19 @@ export function callShape(call) {
 
 /** The shapes of `calls`, sorted (concurrent calls come in any order). */
 export const shapes = (calls) => calls.map(callShape).sort();
+
+/** One generation and its copy; the calls it made (after the copy's end). */
+export async function recordGeneration(worker) {
+  const { bytes } = await generate(worker, GENERATE_INPUT);
+  const { id } = JSON.parse(bytes);
+  const calls = [];
+  for (const started = Date.now(); Date.now() - started < 10000; ) {
+    const more = await worker.calls();
+    // The copy ends with the owner's usage written (and, the first time in
+    // a day, the day's index of subjects): done once nothing follows it.
+    if (more.length === 0 && calls.some((c) => c.startsWith("R2.put")) && calls.at(-1)?.startsWith("KV.put usage")) break;
+    calls.push(...more);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { id, calls };
+}

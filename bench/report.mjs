@@ -1,5 +1,5 @@
 // Renders the results as aligned text tables (stdout) or Markdown (LATEST.md).
-import { intervalCoverage, verdict } from "./paired.mjs";
+import { intervalCoverage, median, verdict } from "./paired.mjs";
 
 const fixed = (digits) => (v) => (v == null || !Number.isFinite(v) ? "-" : v.toFixed(digits));
 const ms = fixed(2);
@@ -150,6 +150,53 @@ function tieredSection(r) {
     notes: [
       "the same measurement as above, with every wasm function compiled by TurboFan from the start: V8 otherwise runs wasm in its baseline tier (Liftoff) and moves a function up only after it has run for a while, so the figures above are those of an isolate whose per-request code is still mostly baseline code, these of a busy, long-lived one whose code has tiered up",
       "the targets are judged on the figures above; these say how much of the difference is the tier the wasm runs in",
+    ],
+  };
+}
+
+function stackSection(r) {
+  if (!r.stack) return null;
+  const title = "The stack's own share: the floor in Rust (bench/floor-rs/), paired, ms";
+  if (r.stack.error) return { title, tables: [], notes: [r.stack.error] };
+  const rows = r.stack.kinds
+    .filter((k) => !k.skipped)
+    .map((k) => [
+      k.name,
+      k.batch,
+      ms(k.floorWorker.cpuMsPerRequest),
+      ms(k.fluxgateAgain.cpuMsPerRequest),
+      ms(k.fluxgate.cpuMsPerRequest),
+      sms(k.a2Floor.median),
+      range(k.a2Floor.min, k.a2Floor.max),
+      sms(-k.aa.median),
+      range(-k.aa.max, -k.aa.min),
+    ]);
+  const st = r.stack.start;
+  if (st) {
+    rows.push([
+      "start: new Miniflare -> first answer",
+      "-",
+      ms(st.medianFloorMs),
+      ms(median(st.fluxgateAgainMs)),
+      ms(st.medianFluxgateMs),
+      sms(st.a2Floor.median),
+      range(st.a2Floor.min, st.a2Floor.max, signed(1)),
+      sms(-st.aa.median),
+      range(-st.aa.max, -st.aa.min, signed(1)),
+    ]);
+  }
+  return {
+    title: `${title} (${fixed(0)(r.stack.seconds)} s)`,
+    tables: [
+      table(
+        [left("kind"), "k", "floor", "floor in Rust", "fluxgate", "Rust floor - floor", "range", "fluxgate - Rust floor", "range"],
+        rows,
+      ),
+    ],
+    notes: [
+      "floor in Rust: the floor's KV, R2 and fetch calls made from Rust through the worker crate's own API, as its documentation shows (bench/floor-rs/, built as fluxgate is: worker-build --release, the same profile and flags, scripts/optimize-wasm.sh), checked before measuring to make the floor's calls for a generation",
+      "floor in Rust - floor: what Rust, wasm-bindgen and the worker crate cost for those calls alone, whatever the code around them; fluxgate - floor in Rust: what fluxgate's own code costs on that stack (its checks, features and leaner paths to the runtime together)",
+      `measured as the paired section above, with the floor in Rust as the second build; its resolution is that section's A/A; wasm of the floor in Rust ${int(r.stack.wasmBytes)} B raw, ${int(r.stack.wasmGzipBytes)} B gzip -9`,
     ],
   };
 }
@@ -362,7 +409,7 @@ function targetSection(r) {
 }
 
 function sections(results) {
-  return [runSection, targetSection, pairedSection, tieredSection, sizeSection, healthSection, generationSection, imageSection]
+  return [runSection, targetSection, pairedSection, tieredSection, stackSection, sizeSection, healthSection, generationSection, imageSection]
     .map((s) => s(results))
     .filter(Boolean);
 }

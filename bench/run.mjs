@@ -10,7 +10,13 @@
 // 2. Start-up (new Miniflare -> first answer), timed on each round's new
 //    instances of the paired measurement; then step by step (the floor, + the
 //    wasm module, + the glue, fluxgate: bench/start-steps.mjs); wasm size.
-// 3. Throughput and latency under concurrency with autocannon, on fluxgate
+// 3. The stack's own share: the floor kinds again, with the floor in Rust
+//    (bench/floor-rs/: the floor's calls made through the worker crate's own
+//    API, built by bench/floor-rs.mjs) in place of fluxgate's second copy:
+//    the floor in Rust - the floor is what Rust, wasm-bindgen and the worker
+//    crate cost for the calls alone; fluxgate - the floor in Rust, fluxgate's
+//    own code. Its calls are compared with the floor's first.
+// 4. Throughput and latency under concurrency with autocannon, on fluxgate
 //    and on the reference build (bench/reference.mjs: the worker as it stood
 //    at BENCH_REFERENCE, default bef49d1, built once and cached in
 //    target/bench-reference/), each in its own Miniflare, in this run: every
@@ -53,6 +59,8 @@ import {
   verdict,
   waitCopies,
 } from "./paired.mjs";
+import { rustFloorBuild } from "./floor-rs.mjs";
+import { recordGeneration, shapes, startRecorded } from "./platform-calls.mjs";
 import { referenceBuild } from "./reference.mjs";
 import { renderMarkdown, renderText } from "./report.mjs";
 import { measureStartSteps } from "./start-steps.mjs";
@@ -148,6 +156,39 @@ async function tieredPhase(emulator) {
     if (before === undefined) delete process.env.MINIFLARE_WORKERD_V8_FLAGS;
     else process.env.MINIFLARE_WORKERD_V8_FLAGS = before;
   }
+}
+
+/**
+ * The floor kinds with the floor in Rust as the second build (the A/A
+ * column reads "the floor in Rust - fluxgate", a2Floor "the floor in Rust -
+ * the floor"), once it is shown to make the floor's calls for a generation.
+ */
+async function stackPhase(emulator, build) {
+  if (build.error) return { error: `no floor in Rust: ${build.error}` };
+  const recorded = [];
+  try {
+    recorded.push(await startRecorded(emulator.url, "bench/floor-worker.mjs", "floor"));
+    recorded.push(await startRecorded(emulator.url, build.script, "floor-rs"));
+    const made = [];
+    for (const worker of recorded) {
+      await recordGeneration(worker); // the first one of an isolate may differ
+      made.push(shapes((await recordGeneration(worker)).calls));
+    }
+    if (JSON.stringify(made[0]) !== JSON.stringify(made[1])) {
+      log(`floor in Rust: its calls differ from the floor's: ${JSON.stringify(made)}`);
+      return { error: "the floor in Rust does not make the floor's calls (see the log)" };
+    }
+  } finally {
+    for (const worker of recorded) await worker.mf.dispose();
+  }
+  const phase = await measurePaired({
+    start: (_label, script) => startWorker(emulator.url, script),
+    kinds: selectedKinds().filter((k) => k.floor),
+    budgetSeconds: Math.min(PAIRED_BUDGET_SECONDS, 60),
+    log: (message) => log(`floor in Rust: ${message}`),
+    other: { script: build.script, label: "floor in Rust" },
+  });
+  return { wasmBytes: build.wasmBytes, wasmGzipBytes: build.wasmGzipBytes, ...phase };
 }
 
 // ------------------------------------------------------------ autocannon
@@ -611,6 +652,7 @@ async function main() {
     // Built (or found in its cache) before anything is measured: a first
     // build takes minutes of both cores.
     if (ONLY !== "paired") results.reference = await referenceBuild({ log });
+    const rustFloor = ONLY !== "load" ? rustFloorBuild({ log }) : null;
     const emulator = await startEmulator();
     cleanups.push(() => emulator.close());
     if (ONLY !== "load") {
@@ -619,6 +661,8 @@ async function main() {
       log("start, step by step");
       results.startSteps = await measureStartSteps(emulator.url, 7);
       results.tiered = { v8Flags: TIERED_V8_FLAGS, ...(await tieredPhase(emulator)) };
+      log("floor in Rust");
+      results.stack = await stackPhase(emulator, rustFloor);
     }
     if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator, results.reference));
     results.latency = latencies(results);

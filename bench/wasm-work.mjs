@@ -28,7 +28,7 @@ const ROWS = Number(rowsArg) > 0 ? Number(rowsArg) : 40;
 const build = join(root, buildArg);
 const dir = join(root, "target", "wasm-work");
 const bin = (name) => join(root, "node_modules", ".bin", name);
-// The features scripts/build.sh enables for its -O3 (the shipped code), so both optimize alike.
+// The features scripts/optimize-wasm.sh enables for its -O3 (the shipped code), so both optimize alike.
 const FEATURES = ["bulk-memory", "nontrapping-float-to-int", "sign-ext", "mutable-globals", "reference-types", "multivalue", "simd"].map((f) => `--enable-${f}`);
 
 /**

@@ -21,7 +21,7 @@ hash_stream() { sha256sum | cut -d' ' -f1; }
 # Every input file's content hash with its path (sorted, so adding, removing
 # or renaming a file changes the fingerprint), then the tool versions and the
 # environment that can change the output.
-INPUTS=(src Cargo.toml Cargo.lock build.rs .cargo rust-toolchain rust-toolchain.toml scripts/build.sh .tools/env)
+INPUTS=(src Cargo.toml Cargo.lock build.rs .cargo rust-toolchain rust-toolchain.toml scripts/build.sh scripts/optimize-wasm.sh .tools/env)
 inputs_fingerprint() {
   local present=() p
   for p in "${INPUTS[@]}"; do [ -e "$p" ] && present+=("$p"); done
@@ -48,13 +48,7 @@ fi
 
 rm -f "$STAMP"
 worker-build --release >&2
-# The name section (function names, ~70 KB gzipped) is not shipped: less to
-# download and compile at every isolate start; panics keep their message.
-# -O3: binaryen inlines the small functions rustc left as calls; fewer calls
-# in V8's baseline tier (each pays a frame setup) measured 0.24 and 0.30 ms
-# of CPU less per generation (paired, A/A column), and 0.6 KB less gzipped.
-"$WASM_OPT_BIN" build/index_bg.wasm -O3 --strip-debug --strip-producers \
-  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-  --enable-reference-types --enable-multivalue --enable-simd -o build/index_bg.wasm >&2
+# Stripped of names and optimized as shipped (see scripts/optimize-wasm.sh).
+scripts/optimize-wasm.sh build/index_bg.wasm >&2
 mkdir -p target
 echo "$inputs $(outputs_fingerprint)" > "$STAMP"

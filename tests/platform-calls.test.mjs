@@ -4,25 +4,9 @@
 // (bench/platform-calls.mjs) and their calls compared.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { shapes, startRecorded } from "../bench/platform-calls.mjs";
+import { recordGeneration as generation, shapes, startRecorded } from "../bench/platform-calls.mjs";
 import { startEmulator } from "../bench/services.mjs";
 import { GENERATE_INPUT, generate } from "../bench/paired.mjs";
-
-/** One generation and its copy; the calls it made (after the copy's end). */
-async function generation(worker) {
-  const { bytes } = await generate(worker, GENERATE_INPUT);
-  const { id } = JSON.parse(bytes);
-  const calls = [];
-  for (const started = Date.now(); Date.now() - started < 10000; ) {
-    const more = await worker.calls();
-    // The copy ends with the owner's usage written (and, the first time in
-    // a day, the day's index of subjects): done once nothing follows it.
-    if (more.length === 0 && calls.some((c) => c.startsWith("R2.put")) && calls.at(-1)?.startsWith("KV.put usage")) break;
-    calls.push(...more);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { id, calls };
-}
 
 describe("platform calls per request", () => {
   let emulator, fluxgate, floor, floorChecks;
