@@ -165,6 +165,8 @@ async function tieredPhase(emulator) {
  */
 async function stackPhase(emulator, build) {
   if (build.error) return { error: `no floor in Rust: ${build.error}` };
+  const kinds = selectedKinds().filter((k) => k.floor);
+  if (kinds.length === 0) return null;
   const recorded = [];
   try {
     recorded.push(await startRecorded(emulator.url, "bench/floor-worker.mjs", "floor"));
@@ -183,7 +185,7 @@ async function stackPhase(emulator, build) {
   }
   const phase = await measurePaired({
     start: (_label, script) => startWorker(emulator.url, script),
-    kinds: selectedKinds().filter((k) => k.floor),
+    kinds,
     budgetSeconds: Math.min(PAIRED_BUDGET_SECONDS, 60),
     log: (message) => log(`floor in Rust: ${message}`),
     other: { script: build.script, label: "floor in Rust" },
