@@ -155,26 +155,32 @@ function tieredSection(r) {
 }
 
 function stackSection(r) {
-  if (!r.stack) return null;
-  const title = "The stack's own share: the floor in Rust (bench/floor-rs/), paired, ms";
-  if (r.stack.error) return { title, tables: [], notes: [r.stack.error] };
-  const rows = r.stack.kinds
-    .filter((k) => !k.skipped)
-    .map((k) => [
-      k.name,
-      k.batch,
-      ms(k.floorWorker.cpuMsPerRequest),
-      ms(k.fluxgateAgain.cpuMsPerRequest),
-      ms(k.fluxgate.cpuMsPerRequest),
-      sms(k.a2Floor.median),
-      range(k.a2Floor.min, k.a2Floor.max),
-      sms(-k.aa.median),
-      range(-k.aa.max, -k.aa.min),
-    ]);
-  const st = r.stack.start;
-  if (st) {
+  if (!r.stack?.length) return null;
+  const rows = [];
+  const notes = [];
+  for (const phase of r.stack) {
+    if (phase.error) {
+      notes.push(phase.error);
+      continue;
+    }
+    for (const k of phase.kinds.filter((k) => !k.skipped)) {
+      rows.push([
+        k.name,
+        phase.variant,
+        k.batch,
+        ms(k.floorWorker.cpuMsPerRequest),
+        ms(k.fluxgateAgain.cpuMsPerRequest),
+        ms(k.fluxgate.cpuMsPerRequest),
+        sms(k.a2Floor.median),
+        range(k.a2Floor.min, k.a2Floor.max),
+        sms(-k.aa.median),
+        range(-k.aa.max, -k.aa.min),
+      ]);
+    }
+    const st = phase.start;
     rows.push([
       "start: new Miniflare -> first answer",
+      phase.variant,
       "-",
       ms(st.medianFloorMs),
       ms(median(st.fluxgateAgainMs)),
@@ -184,19 +190,18 @@ function stackSection(r) {
       sms(-st.aa.median),
       range(-st.aa.max, -st.aa.min, signed(1)),
     ]);
+    notes.push(`${phase.variant}: ${phase.rounds} rounds in ${fixed(0)(phase.seconds)} s; wasm ${int(phase.wasmBytes)} B raw, ${int(phase.wasmGzipBytes)} B gzip -9`);
   }
   return {
-    title: `${title} (${fixed(0)(r.stack.seconds)} s)`,
-    tables: [
-      table(
-        [left("kind"), "k", "floor", "floor in Rust", "fluxgate", "Rust floor - floor", "range", "fluxgate - Rust floor", "range"],
-        rows,
-      ),
-    ],
+    title: "The stack's own share: the floor in Rust (bench/floor-rs/), paired, ms",
+    tables: rows.length
+      ? [table([left("kind"), left("floor in Rust"), "k", "floor", "floor in Rust", "fluxgate", "Rust floor - floor", "range", "fluxgate - Rust floor", "range"], rows)]
+      : [],
     notes: [
-      "floor in Rust: the floor's KV, R2 and fetch calls made from Rust through the worker crate's own API, as its documentation shows (bench/floor-rs/, built as fluxgate is: worker-build --release, the same profile and flags, scripts/optimize-wasm.sh), checked before measuring to make the floor's calls for a generation",
-      "floor in Rust - floor: what Rust, wasm-bindgen and the worker crate cost for those calls alone, whatever the code around them; fluxgate - floor in Rust: what fluxgate's own code costs on that stack (its checks, features and leaner paths to the runtime together)",
-      `measured as the paired section above, with the floor in Rust as the second build; its resolution is that section's A/A; wasm of the floor in Rust ${int(r.stack.wasmBytes)} B raw, ${int(r.stack.wasmGzipBytes)} B gzip -9`,
+      "floor in Rust: the floor's KV, R2 and fetch calls made from Rust (bench/floor-rs/, built as fluxgate is: worker-build --release, the same profile and flags, scripts/optimize-wasm.sh), checked before measuring to make the floor's calls for a generation; stock: through the worker crate's own API, as its documentation shows; lean: through fluxgate's own paths to the runtime (its src/edge/{promise,kv,r2}.rs compiled in, fetches and bodies as src/edge/net.rs makes them)",
+      "floor in Rust - floor: what the stack (Rust, wasm-bindgen, the worker crate) costs for those calls alone, written that way; fluxgate - floor in Rust: what fluxgate's own code costs on top (its checks and features)",
+      "measured as the paired section above, with the floor in Rust as the second build; its resolution is that section's A/A",
+      ...notes,
     ],
   };
 }

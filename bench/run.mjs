@@ -11,11 +11,13 @@
 //    instances of the paired measurement; then step by step (the floor, + the
 //    wasm module, + the glue, fluxgate: bench/start-steps.mjs); wasm size.
 // 3. The stack's own share: the floor kinds again, with the floor in Rust
-//    (bench/floor-rs/: the floor's calls made through the worker crate's own
-//    API, built by bench/floor-rs.mjs) in place of fluxgate's second copy:
-//    the floor in Rust - the floor is what Rust, wasm-bindgen and the worker
-//    crate cost for the calls alone; fluxgate - the floor in Rust, fluxgate's
-//    own code. Its calls are compared with the floor's first.
+//    (bench/floor-rs/: the floor's calls made from Rust, built by
+//    bench/floor-rs.mjs) in place of fluxgate's second copy, once through
+//    the worker crate's own API ("stock") and once through fluxgate's own
+//    paths to the runtime ("lean"): the floor in Rust - the floor is what
+//    the stack costs for the calls alone, written each way; fluxgate - the
+//    floor in Rust, fluxgate's own code. Their calls are compared with the
+//    floor's first.
 // 4. Throughput and latency under concurrency with autocannon, on fluxgate
 //    and on the reference build (bench/reference.mjs: the worker as it stood
 //    at BENCH_REFERENCE, default bef49d1, built once and cached in
@@ -59,7 +61,7 @@ import {
   verdict,
   waitCopies,
 } from "./paired.mjs";
-import { rustFloorBuild } from "./floor-rs.mjs";
+import { rustFloorBuild, VARIANTS } from "./floor-rs.mjs";
 import { recordGeneration, shapes, startRecorded } from "./platform-calls.mjs";
 import { referenceBuild } from "./reference.mjs";
 import { renderMarkdown, renderText } from "./report.mjs";
@@ -159,26 +161,27 @@ async function tieredPhase(emulator) {
 }
 
 /**
- * The floor kinds with the floor in Rust as the second build (the A/A
- * column reads "the floor in Rust - fluxgate", a2Floor "the floor in Rust -
- * the floor"), once it is shown to make the floor's calls for a generation.
+ * The floor kinds with a floor in Rust as the second build (the A/A column
+ * reads "the floor in Rust - fluxgate", a2Floor "the floor in Rust - the
+ * floor"), once it is shown to make the floor's calls for a generation.
  */
 async function stackPhase(emulator, build) {
-  if (build.error) return { error: `no floor in Rust: ${build.error}` };
+  const { variant } = build;
+  if (build.error) return { variant, error: `no floor in Rust (${variant}): ${build.error}` };
   const kinds = selectedKinds().filter((k) => k.floor);
   if (kinds.length === 0) return null;
   const recorded = [];
   try {
     recorded.push(await startRecorded(emulator.url, "bench/floor-worker.mjs", "floor"));
-    recorded.push(await startRecorded(emulator.url, build.script, "floor-rs"));
+    recorded.push(await startRecorded(emulator.url, build.script, `floor-rs-${variant}`));
     const made = [];
     for (const worker of recorded) {
       await recordGeneration(worker); // the first one of an isolate may differ
       made.push(shapes((await recordGeneration(worker)).calls));
     }
     if (JSON.stringify(made[0]) !== JSON.stringify(made[1])) {
-      log(`floor in Rust: its calls differ from the floor's: ${JSON.stringify(made)}`);
-      return { error: "the floor in Rust does not make the floor's calls (see the log)" };
+      log(`floor in Rust (${variant}): its calls differ from the floor's: ${JSON.stringify(made)}`);
+      return { variant, error: `the floor in Rust (${variant}) does not make the floor's calls (see the log)` };
     }
   } finally {
     for (const worker of recorded) await worker.mf.dispose();
@@ -187,10 +190,10 @@ async function stackPhase(emulator, build) {
     start: (_label, script) => startWorker(emulator.url, script),
     kinds,
     budgetSeconds: Math.min(PAIRED_BUDGET_SECONDS, 60),
-    log: (message) => log(`floor in Rust: ${message}`),
-    other: { script: build.script, label: "floor in Rust" },
+    log: (message) => log(`floor in Rust (${variant}): ${message}`),
+    other: { script: build.script, label: `floor in Rust (${variant})` },
   });
-  return { wasmBytes: build.wasmBytes, wasmGzipBytes: build.wasmGzipBytes, ...phase };
+  return { variant, wasmBytes: build.wasmBytes, wasmGzipBytes: build.wasmGzipBytes, ...phase };
 }
 
 // ------------------------------------------------------------ autocannon
@@ -654,7 +657,7 @@ async function main() {
     // Built (or found in its cache) before anything is measured: a first
     // build takes minutes of both cores.
     if (ONLY !== "paired") results.reference = await referenceBuild({ log });
-    const rustFloor = ONLY !== "load" ? rustFloorBuild({ log }) : null;
+    const rustFloors = ONLY !== "load" ? Object.keys(VARIANTS).map((variant) => rustFloorBuild({ variant, log })) : [];
     const emulator = await startEmulator();
     cleanups.push(() => emulator.close());
     if (ONLY !== "load") {
@@ -663,8 +666,12 @@ async function main() {
       log("start, step by step");
       results.startSteps = await measureStartSteps(emulator.url, 7);
       results.tiered = { v8Flags: TIERED_V8_FLAGS, ...(await tieredPhase(emulator)) };
-      log("floor in Rust");
-      results.stack = await stackPhase(emulator, rustFloor);
+      results.stack = [];
+      for (const build of rustFloors) {
+        log(`floor in Rust (${build.variant})`);
+        const phase = await stackPhase(emulator, build);
+        if (phase) results.stack.push(phase);
+      }
     }
     if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator, results.reference));
     results.latency = latencies(results);

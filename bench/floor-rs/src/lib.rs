@@ -1,18 +1,33 @@
-//! The floor in Rust: bench/floor-worker.mjs (without its checks) written
-//! with the worker crate's own API, the way its documentation shows: the
-//! same KV, R2 and fetch calls per request, nothing else. What it costs over
-//! the JavaScript floor is the stack's own cost for those calls (wasm,
-//! wasm-bindgen and the worker crate); what fluxgate costs over it is
-//! fluxgate's code. Built by bench/floor-rs.mjs; keep its calls in step
-//! with the JavaScript floor's (the bench compares them before measuring).
+//! The floor in Rust: bench/floor-worker.mjs (without its checks) written in
+//! Rust, the same KV, R2 and fetch calls per request and nothing else. The
+//! calls go through `platform`, in one of two ways:
+//! - `stock` (the default): the worker crate's own API, the way its
+//!   documentation shows;
+//! - `lean` (`--features lean`): fluxgate's own paths to the runtime, its
+//!   `src/edge/{promise,kv,r2}.rs` compiled in as they are, fetches and
+//!   bodies as `src/edge/net.rs` makes them.
+//!
+//! What the stock floor costs over the JavaScript floor is what the stack
+//! costs for those calls as a Rust worker is usually written; the lean one,
+//! what it costs at its leanest known. Built by bench/floor-rs.mjs; keep the
+//! calls in step with the JavaScript floor's (the bench compares them before
+//! measuring).
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use futures_util::future::{join, join4};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use worker::*;
+use worker::{event, js_sys, Context, Date, Delay, Env, Response, Result};
+
+#[cfg(feature = "lean")]
+#[path = "lean.rs"]
+mod platform;
+#[cfg(not(feature = "lean"))]
+#[path = "stock.rs"]
+mod platform;
+
+use platform::{Incoming, Platform};
 
 const PENDING_TTL_SECONDS: u64 = 2 * 60 * 60;
 const CACHE_TTL_SECONDS: u64 = 7 * 24 * 60 * 60;
@@ -28,25 +43,34 @@ struct Ledger {
 }
 
 thread_local! {
-    static LOST: RefCell<Option<(Value, u64)>> = const { RefCell::new(None) };
+    static LOST: RefCell<Option<(u64, u64)>> = const { RefCell::new(None) };
     static LOST_READING: RefCell<bool> = const { RefCell::new(false) };
     static MODEL: RefCell<Option<String>> = const { RefCell::new(None) };
     static LEDGER: RefCell<Ledger> = RefCell::default();
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let path = req.path();
+async fn fetch(req: Incoming, env: Env, ctx: Context) -> Result<Response> {
+    let path = platform::path(&req);
     if path == "/health" {
         return health(&env).await;
     }
-    if path == "/generate" && req.method() == Method::Post {
+    if path == "/generate" && platform::is_post(&req) {
         return generate(req, env, ctx).await;
     }
     if let Some(id) = path.strip_prefix("/image/") {
-        return image(&env, id).await;
+        return match Platform::new(&env)?.image(id).await? {
+            Some(response) => Ok(response),
+            None => json_response(404, &json!({ "error": "Image not found" })),
+        };
     }
-    Ok(Response::from_json(&json!({ "error": "Not found" }))?.with_status(404))
+    json_response(404, &json!({ "error": "Not found" }))
+}
+
+fn json_response(status: u16, value: &Value) -> Result<Response> {
+    let mut response = Response::ok(value.to_string())?.with_status(status);
+    response.headers_mut().set("content-type", "application/json")?;
+    Ok(response)
 }
 
 async fn health(env: &Env) -> Result<Response> {
@@ -57,35 +81,40 @@ async fn health(env: &Env) -> Result<Response> {
     });
     if stale {
         LOST_READING.with_borrow_mut(|r| *r = true);
-        let text = env.kv("IMAGE_META")?.get("stats:lost").text().await;
+        let text = Platform::new(env)?.kv_text("stats:lost").await;
         LOST_READING.with_borrow_mut(|r| *r = false);
-        let count: u64 = text?.and_then(|t| t.parse().ok()).unwrap_or(0);
-        LOST.with_borrow_mut(|l| *l = Some((json!(count), now)));
+        let count = text?.and_then(|t| t.parse().ok()).unwrap_or(0);
+        LOST.with_borrow_mut(|l| *l = Some((count, now)));
     }
-    let lost = LOST.with_borrow(|l| l.as_ref().map(|(v, _)| v.clone()).unwrap_or(Value::Null));
-    Response::from_json(&json!({ "status": "ok", "service": "floor", "lost_images": lost }))
+    let lost = LOST.with_borrow(|l| l.map(|(count, _)| count));
+    json_response(200, &json!({ "status": "ok", "service": "floor", "lost_images": lost }))
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string())
 }
 
 fn default_model(env: &Env) -> String {
     MODEL.with_borrow_mut(|m| {
         m.get_or_insert_with(|| {
-            let models = env.var("MODELS").map(|v| v.to_string()).unwrap_or_default();
-            let default = env.var("DEFAULT_MODEL").map(|v| v.to_string()).unwrap_or_default();
-            let entries: BTreeMap<String, String> = models
-                .split(',')
-                .filter_map(|e| e.trim().split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
-                .collect();
+            let models = var(env, "MODELS").unwrap_or_default();
+            let default = var(env, "DEFAULT_MODEL").unwrap_or_default();
+            let entries: BTreeMap<&str, &str> =
+                models.split(',').filter_map(|e| e.trim().split_once('=').map(|(k, v)| (k.trim(), v.trim()))).collect();
             entries
-                .get(&default)
-                .cloned()
-                .or_else(|| env.var("REPLICATE_MODEL").ok().map(|v| v.to_string()))
+                .get(default.as_str())
+                .map(|m| m.to_string())
+                .or_else(|| var(env, "REPLICATE_MODEL"))
                 .unwrap_or_else(|| "black-forest-labs/flux-schnell".into())
         })
         .clone()
     })
 }
 
-async fn add_usage(env: Env, delta: Vec<(&'static str, f64)>) -> Result<()> {
+/// Adds `delta` to the subject's usage of today: counted at once; one
+/// writer at a time reads, adds what was counted and writes, at most once a
+/// second, until nothing counted is left.
+async fn add_usage(env: &Env, delta: &[(&str, f64)]) -> Result<()> {
     let start = LEDGER.with_borrow_mut(|l| {
         let unwritten = l.unwritten.get_or_insert_with(BTreeMap::new);
         for (name, value) in delta {
@@ -96,41 +125,42 @@ async fn add_usage(env: Env, delta: Vec<(&'static str, f64)>) -> Result<()> {
     if !start {
         return Ok(());
     }
-    let kv = env.kv("IMAGE_META")?;
+    let written = write_usage(&Platform::new(env)?).await;
+    LEDGER.with_borrow_mut(|l| l.writing = false);
+    written
+}
+
+async fn write_usage(platform: &Platform) -> Result<()> {
     loop {
-        let written_at = LEDGER.with_borrow(|l| l.written_at);
+        let due = LEDGER.with_borrow(|l| l.written_at) + WRITE_SPACING_MS;
         let now = Date::now().as_millis();
-        if written_at + WRITE_SPACING_MS > now {
-            Delay::from(Duration::from_millis(written_at + WRITE_SPACING_MS - now)).await;
+        if due > now {
+            Delay::from(std::time::Duration::from_millis(due - now)).await;
         }
-        let day: String = js_sys::Date::new_0().to_iso_string().as_string().unwrap_or_default()[..10].to_string();
+        let day = js_sys::Date::new_0().to_iso_string().as_string().unwrap_or_default();
+        let day = day.get(..10).unwrap_or_default();
         let key = format!("usage:{SUBJECT}:{day}");
-        let text = kv.get(&key).text().await?;
+        let text = platform.kv_text(&key).await?;
         let mut usage: Map<String, Value> =
             text.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
         let Some(unwritten) = LEDGER.with_borrow_mut(|l| {
             l.written_at = Date::now().as_millis();
             l.unwritten.take()
         }) else {
-            LEDGER.with_borrow_mut(|l| l.writing = false);
             return Ok(());
         };
         for (name, value) in unwritten {
             let old = usage.get(&name).and_then(Value::as_f64).unwrap_or(0.0);
             usage.insert(name, json!(old + value));
         }
-        kv.put(&key, serde_json::to_string(&usage)?)?.execute().await?;
+        platform.kv_put(&key, &Value::Object(usage).to_string(), None, None).await?;
         if text.is_none() {
-            kv.put(&format!("usage-day:{day}:{SUBJECT}"), "")?.execute().await?;
-        }
-        if LEDGER.with_borrow(|l| l.unwritten.is_none()) {
-            LEDGER.with_borrow_mut(|l| l.writing = false);
-            return Ok(());
+            platform.kv_put(&format!("usage-day:{day}:{SUBJECT}"), "", None, None).await?;
         }
     }
 }
 
-async fn put_record(kv: &kv::KvStore, record: &Value) -> Result<()> {
+async fn put_record(platform: &Platform, record: &Value) -> Result<()> {
     let metadata = json!({
         "status": record["status"],
         "content_type": record.get("content_type"),
@@ -139,27 +169,21 @@ async fn put_record(kv: &kv::KvStore, record: &Value) -> Result<()> {
         "created_at": record["created_at"],
     });
     let key = format!("image:{}", record["id"].as_str().unwrap_or_default());
-    kv.put(&key, serde_json::to_string(record)?)?.metadata(metadata)?.execute().await?;
-    Ok(())
+    platform.kv_put(&key, &record.to_string(), None, Some(metadata)).await
 }
 
-async fn generate(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let body: Value = req.json().await?;
+async fn generate(mut req: Incoming, env: Env, ctx: Context) -> Result<Response> {
+    let body = platform::json_body(&mut req).await?;
     let input = body.get("input").cloned().unwrap_or(Value::Null);
     let model = default_model(&env);
-    let base = env.var("REPLICATE_API_BASE")?.to_string();
+    let base = var(&env, "REPLICATE_API_BASE").unwrap_or_default();
     let token = env.secret("REPLICATE_API_TOKEN").map(|s| s.to_string()).unwrap_or_default();
-    let headers = Headers::new();
-    headers.set("authorization", &format!("Bearer {token}"))?;
-    headers.set("content-type", "application/json")?;
-    headers.set("prefer", "wait=60")?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(serde_json::to_string(&json!({ "input": input }))?.into()));
+    let platform = Platform::new(&env)?;
+    let authorization = format!("Bearer {token}");
+    let headers =
+        [("authorization", authorization.as_str()), ("content-type", "application/json"), ("prefer", "wait=60")];
     let url = format!("{base}/v1/models/{model}/predictions");
-    let mut created = Fetch::Request(Request::new_with_init(&url, &init)?).send().await?;
-    let prediction: Value = created.json().await?;
+    let prediction = platform.post_json(&url, &headers, &json!({ "input": input }).to_string()).await?;
     let prediction_id = prediction["id"].as_str().unwrap_or_default().to_string();
     let format = input.get("output_format").and_then(Value::as_str).unwrap_or("webp");
     let id = format!("{prediction_id}.{format}");
@@ -174,93 +198,54 @@ async fn generate(mut req: Request, env: Env, ctx: Context) -> Result<Response> 
         "owner": SUBJECT,
         "attempts": 0,
     });
-    let inverted = format!("{:013}", INVERTED_FROM_MS - created_at.get_time() as u64);
-    let kv = env.kv("IMAGE_META")?;
-    let owner_key = format!("owner:{SUBJECT}:{inverted}:{id}");
-    let pending_key = format!("pending:{id}");
-    let prediction_key = format!("prediction:{prediction_id}");
-    let index = serde_json::to_string(&json!({ "ids": [id], "input": input }))?;
+    let inverted = format!("{:013}", INVERTED_FROM_MS.saturating_sub(created_at.get_time() as u64));
+    let index = json!({ "ids": [id], "input": input }).to_string();
     let (a, b, c, d) = join4(
-        async { kv.put(&owner_key, "")?.execute().await.map_err(Error::from) },
-        put_record(&kv, &record),
-        async { kv.put(&pending_key, "")?.expiration_ttl(PENDING_TTL_SECONDS).execute().await.map_err(Error::from) },
-        async { kv.put(&prediction_key, index)?.execute().await.map_err(Error::from) },
+        platform.kv_put(&format!("owner:{SUBJECT}:{inverted}:{id}"), "", None, None),
+        put_record(&platform, &record),
+        platform.kv_put(&format!("pending:{id}"), "", Some(PENDING_TTL_SECONDS), None),
+        platform.kv_put(&format!("prediction:{prediction_id}"), &index, None, None),
     )
     .await;
     a?;
     b?;
     c?;
     d?;
-    let hash = Sha256::digest(serde_json::to_string(&json!({ "model": model, "input": input }))?.as_bytes());
+    // Keyed by the request, as fluxgate's is.
+    let hash = Sha256::digest(json!({ "model": model, "input": input }).to_string().as_bytes());
     let cache_key = format!("cache:{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let entry = serde_json::to_string(&json!({
-        "prediction_id": prediction_id, "model": model, "seed": input.get("seed"), "ids": [id],
-    }))?;
-    let kv2 = kv.clone();
+    let entry = json!({ "prediction_id": prediction_id, "model": model, "seed": input.get("seed"), "ids": [id] });
+    let cache_platform = Platform::new(&env)?;
     ctx.wait_until(async move {
-        if let Ok(put) = kv2.put(&cache_key, entry) {
-            let _ = put.expiration_ttl(CACHE_TTL_SECONDS).execute().await;
-        }
+        let _ = cache_platform.kv_put(&cache_key, &entry.to_string(), Some(CACHE_TTL_SECONDS), None).await;
     });
     let predict_time_ms = (prediction["metrics"]["predict_time"].as_f64().unwrap_or(0.0) * 1000.0).round();
     ctx.wait_until(async move {
-        if let Err(e) = persist(env, record, predict_time_ms).await {
-            console_error!("{e}");
+        if let Err(e) = persist(&env, record, predict_time_ms).await {
+            worker::console_error!("{e}");
         }
     });
-    let origin = req.url()?.origin().ascii_serialization();
-    Response::from_json(&json!({ "id": id, "imageUrl": format!("{origin}/image/{id}"), "predictionId": prediction_id }))
+    let origin = platform::origin(&req);
+    json_response(200, &json!({ "id": id, "imageUrl": format!("{origin}/image/{id}"), "predictionId": prediction_id }))
 }
 
-async fn persist(env: Env, mut record: Value, predict_time_ms: f64) -> Result<()> {
-    let source = record["source_url"].as_str().unwrap_or_default().to_string();
-    let upstream = Fetch::Url(source.parse()?).send().await?;
-    let content_type = upstream.headers().get("content-type")?;
-    let body = match upstream.body() {
-        ResponseBody::Stream(stream) => stream.clone(),
-        _ => return Err("no body".into()),
-    };
+/// Copies the output into R2, marks the record stored and counts the usage.
+async fn persist(env: &Env, mut record: Value, predict_time_ms: f64) -> Result<()> {
+    let platform = Platform::new(env)?;
     let id = record["id"].as_str().unwrap_or_default().to_string();
-    let stored = env
-        .bucket("IMAGES")?
-        .put(&id, Data::ReadableStream(body))
-        .http_metadata(HttpMetadata { content_type: content_type.clone(), ..Default::default() })
-        .execute()
-        .await?;
-    let size = stored.ok_or("not stored")?.size();
+    let (size, content_type) = platform.copy(record["source_url"].as_str().unwrap_or_default(), &id).await?;
     record["status"] = json!("stored");
     record["content_type"] = json!(content_type);
     record["size"] = json!(size);
     record["attempts"] = json!(1);
-    let kv = env.kv("IMAGE_META")?;
-    let pending = format!("pending:{id}");
-    let (a, b) = join(put_record(&kv, &record), async { kv.delete(&pending).await.map_err(Error::from) }).await;
+    let (a, b) = join(put_record(&platform, &record), platform.kv_delete(&format!("pending:{id}"))).await;
     a?;
     b?;
-    add_usage(
-        env,
-        vec![
-            ("generations", 1.0),
-            ("images_stored", 1.0),
-            ("bytes_stored", size as f64),
-            ("predict_time_ms", predict_time_ms),
-        ],
-    )
-    .await
-}
-
-async fn image(env: &Env, id: &str) -> Result<Response> {
-    let Some(object) = env.bucket("IMAGES")?.get(id).execute().await? else {
-        return Ok(Response::from_json(&json!({ "error": "Image not found" }))?.with_status(404));
-    };
-    let headers = Headers::new();
-    headers.set(
-        "content-type",
-        &object.http_metadata().content_type.unwrap_or_else(|| "application/octet-stream".into()),
-    )?;
-    headers.set("content-length", &object.size().to_string())?;
-    headers.set("etag", &object.http_etag())?;
-    headers.set("cache-control", "public, max-age=31536000, immutable")?;
-    let body = object.body().ok_or("no body")?.response_body()?;
-    Ok(Response::from_body(body)?.with_headers(headers))
+    let delta = [
+        ("generations", 1.0),
+        ("images_stored", 1.0),
+        ("bytes_stored", size as f64),
+        ("predict_time_ms", predict_time_ms),
+    ];
+    add_usage(env, &delta).await
 }
