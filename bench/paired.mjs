@@ -366,8 +366,10 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
     // The same on the main thread alone (see cpuSplitNs).
     diffMain: [],
     aaMain: [],
-    // A2 - B per set: when A2 is another build, what it costs over the floor.
+    // A2 - B per set: when A2 is another build, what it costs over the floor
+    // (and on the main thread alone).
     a2Floor: [],
+    a2FloorMain: [],
     perWorker: { A: { cpu: [], main: [], latencies: [] }, A2: { cpu: [], main: [], latencies: [] }, B: { cpu: [], main: [], latencies: [] } },
     late: 0,
     timedOut: 0,
@@ -449,6 +451,7 @@ export async function measurePaired({ start, kinds = selectedKinds(), budgetSeco
       mainThread: {
         difference: kind.floor ? summarize(run.diffMain.map((r) => r.map((d) => -d))) : null,
         aa: summarize(run.aaMain),
+        a2Floor: kind.floor ? summarize(run.a2FloorMain) : null,
         // What is left: the helper threads' share of the difference, set by set.
         helpers: kind.floor ? summarize(run.diff.map((r, i) => r.map((d, j) => run.diffMain[i][j] - d))) : null,
       },
@@ -513,6 +516,7 @@ async function measureRound(run, subjects, round, log) {
   run.diffMain.push([]);
   run.aaMain.push([]);
   run.a2Floor.push([]);
+  run.a2FloorMain.push([]);
   for (let s = 0; s < SETS_PER_ROUND; s++, run.set++) {
     const got = {};
     const main = {};
@@ -530,6 +534,7 @@ async function measureRound(run, subjects, round, log) {
       run.diff[round].push(got.B - got.A);
       run.diffMain[round].push(main.B - main.A);
       run.a2Floor[round].push(got.A2 - got.B);
+      run.a2FloorMain[round].push(main.A2 - main.B);
     }
     run.aa[round].push(got.A2 - got.A);
     run.aaMain[round].push(main.A2 - main.A);

@@ -173,8 +173,10 @@ function stackSection(r) {
         ms(k.fluxgate.cpuMsPerRequest),
         sms(k.a2Floor.median),
         range(k.a2Floor.min, k.a2Floor.max),
+        sms(k.mainThread.a2Floor?.median),
         sms(-k.aa.median),
         range(-k.aa.max, -k.aa.min),
+        sms(-k.mainThread.aa.median),
       ]);
     }
     const st = phase.start;
@@ -187,20 +189,22 @@ function stackSection(r) {
       ms(st.medianFluxgateMs),
       sms(st.a2Floor.median),
       range(st.a2Floor.min, st.a2Floor.max, signed(1)),
+      "-",
       sms(-st.aa.median),
       range(-st.aa.max, -st.aa.min, signed(1)),
+      "-",
     ]);
     notes.push(`${phase.variant}: ${phase.rounds} rounds in ${fixed(0)(phase.seconds)} s; wasm ${int(phase.wasmBytes)} B raw, ${int(phase.wasmGzipBytes)} B gzip -9`);
   }
   return {
     title: "The stack's own share: the floor in Rust (bench/floor-rs/), paired, ms",
     tables: rows.length
-      ? [table([left("kind"), left("floor in Rust"), "k", "floor", "floor in Rust", "fluxgate", "Rust floor - floor", "range", "fluxgate - Rust floor", "range"], rows)]
+      ? [table([left("kind"), left("floor in Rust"), "k", "floor", "floor in Rust", "fluxgate", "Rust floor - floor", "range", "main thread", "fluxgate - Rust floor", "range", "main thread"], rows)]
       : [],
     notes: [
       "floor in Rust: the floor's KV, R2 and fetch calls made from Rust (bench/floor-rs/, built as fluxgate is: worker-build --release, the same profile and flags, scripts/optimize-wasm.sh), checked before measuring to make the floor's calls for a generation; stock: through the worker crate's own API, as its documentation shows; lean: through fluxgate's own paths to the runtime (its src/edge/{promise,kv,r2}.rs compiled in, fetches and bodies as src/edge/net.rs makes them)",
       "floor in Rust - floor: what the stack (Rust, wasm-bindgen, the worker crate) costs for those calls alone, written that way; fluxgate - floor in Rust: what fluxgate's own code costs on top (its checks and features)",
-      "measured as the paired section above, with the floor in Rust as the second build; its resolution is that section's A/A",
+      "measured as the paired section above, with the floor in Rust as the second build; its resolution is that section's A/A; main thread: the same difference (median) on workerd's main thread alone, the rest being V8's helper threads (compiling the wasm up a tier as a new isolate warms up)",
       ...notes,
     ],
   };

@@ -2,7 +2,7 @@
 //! slots, KV and R2 modules compiled in as they are (`src/edge/`), outbound
 //! fetches and bodies made as `src/edge/net.rs` makes them (a fetch's
 //! options as one parsed text, a body read in one call), the request read
-//! without `cf`.
+//! without `cf`, the futures executor woken without `queueMicrotask`.
 use serde_json::{Map, Value};
 use wasm_bindgen::JsCast;
 use worker::wasm_bindgen::{self, JsValue};
@@ -22,6 +22,14 @@ mod r2;
 use promise::settled;
 
 pub type Incoming = web_sys::Request;
+
+/// As `src/edge/mod.rs`'s start: with no `queueMicrotask` global, the
+/// futures executor wakes its tasks through a resolved promise instead
+/// (cheaper per call in workerd).
+#[worker::event(start)]
+fn start() {
+    let _ = js_sys::Reflect::set(&js_sys::global(), &"queueMicrotask".into(), &JsValue::UNDEFINED);
+}
 
 /// The object bound as `name` in `env` (as `src/edge/mod.rs`'s).
 fn binding(env: &Env, name: &str) -> Option<JsValue> {
