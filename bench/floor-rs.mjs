@@ -54,7 +54,7 @@ export function rustFloorBuild({ variant = "stock", log = (m) => process.stderr.
   const stamp = join(root, out, "stamp");
   const crateOut = `build-${variant}`;
   try {
-    if (!(variant in VARIANTS)) throw new Error(`no variant ${variant} (${Object.keys(VARIANTS).join(", ")})`);
+    if (!Object.hasOwn(VARIANTS, variant)) throw new Error(`no variant ${variant} (${Object.keys(VARIANTS).join(", ")})`);
     if (!existsSync(join(root, ".tools/env"))) throw new Error(".tools/env is missing (run npm run setup)");
     const print = fingerprint(variant);
     const wasm = join(root, build, "index_bg.wasm");
