@@ -131,7 +131,7 @@ async fn add_usage(env: &Env, delta: &[(&str, f64)]) -> Result<()> {
 }
 
 async fn write_usage(platform: &Platform) -> Result<()> {
-    loop {
+    while LEDGER.with_borrow(|l| l.unwritten.is_some()) {
         let due = LEDGER.with_borrow(|l| l.written_at) + WRITE_SPACING_MS;
         let now = Date::now().as_millis();
         if due > now {
@@ -143,12 +143,10 @@ async fn write_usage(platform: &Platform) -> Result<()> {
         let text = platform.kv_text(&key).await?;
         let mut usage: Map<String, Value> =
             text.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-        let Some(unwritten) = LEDGER.with_borrow_mut(|l| {
+        let unwritten = LEDGER.with_borrow_mut(|l| {
             l.written_at = Date::now().as_millis();
-            l.unwritten.take()
-        }) else {
-            return Ok(());
-        };
+            l.unwritten.take().unwrap_or_default()
+        });
         for (name, value) in unwritten {
             let old = usage.get(&name).and_then(Value::as_f64).unwrap_or(0.0);
             usage.insert(name, json!(old + value));
@@ -158,6 +156,7 @@ async fn write_usage(platform: &Platform) -> Result<()> {
             platform.kv_put(&format!("usage-day:{day}:{SUBJECT}"), "", None, None).await?;
         }
     }
+    Ok(())
 }
 
 async fn put_record(platform: &Platform, record: &Value) -> Result<()> {
