@@ -63,11 +63,20 @@ fn failed(e: JsValue) -> worker::Error {
     worker::Error::RustError(message(&e))
 }
 
+/// Where the path starts in a serialized URL (after the scheme and host).
+fn path_start(url: &str) -> usize {
+    let host = url.find("://").map_or(0, |i| i + 3);
+    url[host..].find('/').map_or(url.len(), |i| host + i)
+}
+
 pub fn path(req: &Incoming) -> String {
     let url = req.url();
-    let after_host = url.find("://").map(|i| i + 3).unwrap_or(0);
-    let path = url[after_host..].find('/').map(|i| &url[after_host + i..]).unwrap_or("/");
-    path.split(['?', '#']).next().unwrap_or("/").to_string()
+    let path = url[path_start(&url)..].split(['?', '#']).next().unwrap_or_default();
+    if path.is_empty() {
+        "/".into()
+    } else {
+        path.into()
+    }
 }
 
 pub fn is_post(req: &Incoming) -> bool {
@@ -81,9 +90,7 @@ pub async fn json_body(req: &mut Incoming) -> Result<Value> {
 
 pub fn origin(req: &Incoming) -> String {
     let url = req.url();
-    let after_host = url.find("://").map(|i| i + 3).unwrap_or(0);
-    let end = url[after_host..].find('/').map(|i| after_host + i).unwrap_or(url.len());
-    url[..end].to_string()
+    url[..path_start(&url)].to_string()
 }
 
 /// The runtime's own `fetch`, its options parsed from one text.
