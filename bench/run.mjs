@@ -161,33 +161,36 @@ async function tieredPhase(emulator) {
 }
 
 /**
+ * The calls of a generation of `script` (its second, and whatever follows
+ * it: a usage writer waits out its second), as shapes.
+ */
+async function generationShapes(emulator, script, name) {
+  const worker = await startRecorded(emulator.url, script, name);
+  try {
+    await recordGeneration(worker); // the first one of an isolate may differ
+    const { calls } = await recordGeneration(worker);
+    await new Promise((r) => setTimeout(r, 1500));
+    return shapes([...calls, ...(await worker.calls())]);
+  } finally {
+    await worker.mf.dispose();
+  }
+}
+
+/**
  * The floor kinds with a floor in Rust as the second build (the A/A column
  * reads "the floor in Rust - fluxgate", a2Floor "the floor in Rust - the
- * floor"), once it is shown to make the floor's calls for a generation.
+ * floor"), once it is shown to make the floor's calls (`floorShapes`) for a
+ * generation.
  */
-async function stackPhase(emulator, build) {
+async function stackPhase(emulator, build, floorShapes) {
   const { variant } = build;
   if (build.error) return { variant, error: `no floor in Rust (${variant}): ${build.error}` };
   const kinds = selectedKinds().filter((k) => k.floor);
   if (kinds.length === 0) return null;
-  const recorded = [];
-  try {
-    recorded.push(await startRecorded(emulator.url, "bench/floor-worker.mjs", "floor"));
-    recorded.push(await startRecorded(emulator.url, build.script, `floor-rs-${variant}`));
-    const made = [];
-    for (const worker of recorded) {
-      await recordGeneration(worker); // the first one of an isolate may differ
-      const { calls } = await recordGeneration(worker);
-      // And whatever follows later: a usage writer waits out its second.
-      await new Promise((r) => setTimeout(r, 1500));
-      made.push(shapes([...calls, ...(await worker.calls())]));
-    }
-    if (JSON.stringify(made[0]) !== JSON.stringify(made[1])) {
-      log(`floor in Rust (${variant}): its calls differ from the floor's: ${JSON.stringify(made)}`);
-      return { variant, error: `the floor in Rust (${variant}) does not make the floor's calls (see the log)` };
-    }
-  } finally {
-    for (const worker of recorded) await worker.mf.dispose();
+  const made = await generationShapes(emulator, build.script, `floor-rs-${variant}`);
+  if (JSON.stringify(made) !== JSON.stringify(floorShapes)) {
+    log(`floor in Rust (${variant}): its calls differ from the floor's: ${JSON.stringify([floorShapes, made])}`);
+    return { variant, error: `the floor in Rust (${variant}) does not make the floor's calls (see the log)` };
   }
   const phase = await measurePaired({
     start: (_label, script) => startWorker(emulator.url, script),
@@ -670,9 +673,10 @@ async function main() {
       results.startSteps = await measureStartSteps(emulator.url, 7);
       results.tiered = { v8Flags: TIERED_V8_FLAGS, ...(await tieredPhase(emulator)) };
       results.stack = [];
+      const floorShapes = rustFloors.length && selectedKinds().some((k) => k.floor) ? await generationShapes(emulator, "bench/floor-worker.mjs", "floor") : null;
       for (const build of rustFloors) {
         log(`floor in Rust (${build.variant})`);
-        const phase = await stackPhase(emulator, build);
+        const phase = await stackPhase(emulator, build, floorShapes);
         if (phase) results.stack.push(phase);
       }
     }
