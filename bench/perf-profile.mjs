@@ -18,10 +18,20 @@
 // checks instead of the plain floor; PERF_KIND=health samples GET /health
 // requests instead of generations (the figures then read per request).
 // V8 then also writes isolate-*-v8.log files here (ignored by git).
+//
+// PERF_CALLERS=1 records call stacks too and adds a table of the main
+// thread's samples by the worker's code nearest to them: the wasm itself
+// (its own instructions, or what V8 and the kernel do beneath a wasm frame:
+// Liftoff's frame setup, allocation, page faults), each import of the glue
+// (a call into the runtime, with what the runtime does under it), the glue's
+// other JavaScript (strings and closures crossing the boundary), the worker's
+// own JavaScript (the floor's), Miniflare's local KV and R2 and its entry
+// (JavaScript), and work with no JavaScript or wasm on the stack at all (the
+// event loop, the simulators' storage, I/O). Needs the perf map.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { GENERATE_INPUT, generate, waitCopies } from "./paired.mjs";
 import { startEmulator, startWorker } from "./services.mjs";
 
@@ -30,6 +40,7 @@ const ROWS = Number(process.argv[3]) > 0 ? Number(process.argv[3]) : 30;
 const ISOLATES = Number(process.argv[4]) > 0 ? Number(process.argv[4]) : 1;
 const WARMUP = Number(process.env.PERF_WARMUP) >= 0 && process.env.PERF_WARMUP ? Number(process.env.PERF_WARMUP) : 20;
 const HZ = 4999;
+const CALLERS = process.env.PERF_CALLERS === "1";
 
 /** Where a symbol of workerd's own binary belongs. */
 function kindOf(dso, symbol) {
@@ -58,13 +69,66 @@ const request =
     ? async (worker) => (await fetch(`${worker.url}/health`)).arrayBuffer()
     : (worker) => generate(worker, GENERATE_INPUT);
 
+/**
+ * The worker's code nearest to one main-thread sample (frames leaf first, as
+ * `perf script` prints them: address, symbol, dso), by what it is; `script`
+ * is the path the worker was started from (its glue, or the floor's module).
+ */
+function callerOf(frames, script) {
+  const own = script.replace(/^\.\//, "");
+  // The worker's modules: its script and those beside it (the floor with
+  // checks imports the floor); Miniflare's own have no directory.
+  const beside = `${dirname(own)}/`;
+  const leaf = kindOf(frames[0]?.dso ?? "", frames[0]?.symbol ?? "");
+  for (let i = 0; i < frames.length; i++) {
+    const name = frames[i].symbol.startsWith("JS:") ? frames[i].symbol.slice(3) : null;
+    if (name === null) continue;
+    const at = / (\S+):\d+:\d+$/.exec(name);
+    const ours = at && (at[1] === own || at[1].startsWith(beside));
+    if (at && !ours) return ["Miniflare's local KV, R2 and entry (its JavaScript)", "all"];
+    // A wasm function is named "<function>-<index>-<tier>", a JavaScript one "<name> <file>:<line>:<column>".
+    const glue = ours && own.endsWith("index.js");
+    if (glue) {
+      const imported = /^[\^+*~]?__wbg_(\w+?)_[0-9a-f]{16} /.exec(name);
+      if (imported) return ["the runtime, called through the glue's imports", imported[1]];
+      return ["crossing between wasm and JavaScript", "the glue's other JavaScript (strings, closures)"];
+    }
+    const what = ours ? "the worker's JavaScript" : "wasm";
+    if (i === 0) return ["the worker's own instructions", what];
+    if (!ours && /V8 wasm builtins/.test(leaf)) return ["crossing between wasm and JavaScript", `beneath wasm: ${leaf}`];
+    return ["the runtime, beneath the worker's code", `beneath ${what}: ${leaf}`];
+  }
+  return ["nothing of the worker's on the stack (the event loop, I/O, the simulators' storage)", leaf];
+}
+
+/** The main thread's samples in `file`, by callerOf, added to `callers`. */
+function attribute(file, script, callers) {
+  const out = spawnSync("perf", ["script", "-i", file, "-F", "comm,ip,sym,dso"], { encoding: "utf8", maxBuffer: 1024 * 1024 * 1024 });
+  if (out.status !== 0) throw new Error(`perf script: ${out.stderr}`);
+  for (const block of out.stdout.split("\n\n")) {
+    const lines = block.split("\n").filter((l) => l.trim());
+    // workerd's main thread carries the process's name.
+    if (lines.length < 2 || !lines[0].trim().startsWith("workerd")) continue;
+    const frames = lines.slice(1).map((line) => {
+      const m = /^\s*[0-9a-f]+ (.*) \((.*)\)$/.exec(line);
+      if (!m) return { symbol: "", dso: "" };
+      // Generated code is named by V8's perf map, /tmp/perf-<pid>.map.
+      const dso = /^perf-\d+\.map$/.test(basename(m[2])) ? "[JIT]" : basename(m[2]);
+      return { symbol: m[1], dso };
+    });
+    // Counted under its group, and under the group and its detail.
+    const [group, detail] = callerOf(frames, script);
+    for (const key of [group, `${group}\t${detail}`]) callers.set(key, (callers.get(key) ?? 0) + 1);
+  }
+}
+
 /** Samples of one worker's requests, added to `counts` (key: thread, dso, symbol). */
-async function sample(emulatorUrl, script, file, counts) {
+async function sample(emulatorUrl, script, file, counts, callers) {
   const worker = await startWorker(emulatorUrl, script);
   try {
     for (let i = 0; i < WARMUP; i++) await request(worker);
     await waitCopies(worker);
-    const perf = spawn("perf", ["record", "-q", "-F", String(HZ), "-p", String(worker.pid), "-o", file], { stdio: "ignore" });
+    const perf = spawn("perf", ["record", "-q", ...(CALLERS ? ["-g"] : []), "-F", String(HZ), "-p", String(worker.pid), "-o", file], { stdio: "ignore" });
     const exited = new Promise((resolve, reject) => {
       perf.on("exit", resolve);
       perf.on("error", reject);
@@ -94,11 +158,14 @@ async function sample(emulatorUrl, script, file, counts) {
     const key = [thread, dso.startsWith("[JIT]") ? "[JIT]" : dso, unnamed ? "(no perf map)" : name.replace(/::h[0-9a-f]{16}/, "")].join("\t");
     counts.set(key, (counts.get(key) ?? 0) + Number(samples));
   }
+  if (CALLERS) attribute(file, script, callers);
 }
 
 async function profile(emulatorUrl, script, dir, label) {
   const counts = new Map();
-  for (let i = 0; i < ISOLATES; i++) await sample(emulatorUrl, script, join(dir, `${label}-${i}.data`), counts);
+  const callers = new Map();
+  for (let i = 0; i < ISOLATES; i++) await sample(emulatorUrl, script, join(dir, `${label}-${i}.data`), counts, callers);
+  counts.callers = callers;
   return counts;
 }
 
@@ -144,6 +211,24 @@ try {
   // above nets these against the rows before).
   console.log(`\n  more in the floor (samples: difference, fluxgate, floor; per ${UNIT})`);
   rows.slice(-Math.min(ROWS, 15)).reverse().filter(([, d]) => d < 0).forEach(print);
+  if (CALLERS) {
+    const [a, b] = [ours.callers, floor.callers];
+    console.log(`\n  main thread by the worker's code nearest to the sample, per ${UNIT}`);
+    console.log(`  ${"difference".padStart(11)} ${"fluxgate".padStart(10)} ${"floor".padStart(10)}`);
+    const row = (k) => [k, (a.get(k) ?? 0) - (b.get(k) ?? 0), a.get(k) ?? 0, b.get(k) ?? 0];
+    const keys = [...new Set([...a.keys(), ...b.keys()])];
+    const line = ([k, d, x, y], indent) =>
+      console.log(`${perGeneration(d).padStart(13)} ${perGeneration(x).padStart(10)} ${perGeneration(y).padStart(10)}  ${indent}${k}`);
+    for (const group of keys.filter((k) => !k.includes("\t")).map(row).sort((p, q) => q[1] - p[1])) {
+      line(group, "");
+      const details = keys.filter((k) => k.startsWith(`${group[0]}\t`)).map(row);
+      if (details.length < 2) continue;
+      // The details that moved by at least one sample per 20 generations.
+      for (const [k, ...rest] of details.sort((p, q) => q[1] - p[1]).filter(([, d]) => Math.abs(d) * 20 >= GENERATIONS * ISOLATES)) {
+        line([k.split("\t")[1], ...rest], "    ");
+      }
+    }
+  }
 } finally {
   await emulator.close();
   rmSync(dir, { recursive: true, force: true });
