@@ -20,14 +20,16 @@
 // V8 then also writes isolate-*-v8.log files here (ignored by git).
 //
 // PERF_CALLERS=1 records call stacks too and adds a table of the main
-// thread's samples by the worker's code nearest to them: the wasm itself
-// (its own instructions, or what V8 and the kernel do beneath a wasm frame:
-// Liftoff's frame setup, allocation, page faults), each import of the glue
-// (a call into the runtime, with what the runtime does under it), the glue's
-// other JavaScript (strings and closures crossing the boundary), the worker's
-// own JavaScript (the floor's), Miniflare's local KV and R2 and its entry
-// (JavaScript), and work with no JavaScript or wasm on the stack at all (the
-// event loop, the simulators' storage, I/O). Needs the perf map.
+// thread's samples by the worker's code nearest to them (its wasm, its glue,
+// or the floor's JavaScript): the worker's own instructions; crossing between
+// wasm and JavaScript (the glue's JavaScript, V8's wasm builtins such as
+// Liftoff's frame setup); the runtime under the worker's calls, by the API
+// entered (workerd's "KvNamespace::put", or a V8 builtin), alike for wasm
+// and JavaScript; Miniflare's local KV, R2 and entry (its JavaScript); and
+// work with nothing of the worker's on the stack (the event loop, I/O, the
+// simulators' storage). Needs the perf map, with interpreted JavaScript
+// named too: MINIFLARE_WORKERD_V8_FLAGS="--perf-basic-prof
+// --interpreted-frames-native-stack".
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -83,22 +85,33 @@ function callerOf(frames, script) {
   for (let i = 0; i < frames.length; i++) {
     const name = frames[i].symbol.startsWith("JS:") ? frames[i].symbol.slice(3) : null;
     if (name === null) continue;
+    // A wasm function is named "<function>-<index>-<tier>", a JavaScript one "<name> <file>:<line>:<column>".
     const at = / (\S+):\d+:\d+$/.exec(name);
     const ours = at && (at[1] === own || at[1].startsWith(beside));
     if (at && !ours) return ["Miniflare's local KV, R2 and entry (its JavaScript)", "all"];
-    // A wasm function is named "<function>-<index>-<tier>", a JavaScript one "<name> <file>:<line>:<column>".
     const glue = ours && own.endsWith("index.js");
-    if (glue) {
-      const imported = /^[\^+*~]?__wbg_(\w+?)_[0-9a-f]{16} /.exec(name);
-      if (imported) return ["the runtime, called through the glue's imports", imported[1]];
-      return ["crossing between wasm and JavaScript", "the glue's other JavaScript (strings, closures)"];
+    if (i === 0) {
+      if (glue) return ["crossing between wasm and JavaScript", "the glue's JavaScript (strings, closures, imports' wrappers)"];
+      return ["the worker's own instructions", ours ? "JavaScript" : "wasm"];
     }
-    const what = ours ? "the worker's JavaScript" : "wasm";
-    if (i === 0) return ["the worker's own instructions", what];
-    if (!ours && /V8 wasm builtins/.test(leaf)) return ["crossing between wasm and JavaScript", `beneath wasm: ${leaf}`];
-    return ["the runtime, beneath the worker's code", `beneath ${what}: ${leaf}`];
+    if (!ours && /V8 wasm builtins/.test(leaf)) return ["crossing between wasm and JavaScript", "V8's wasm builtins beneath wasm (frame setup, wrappers)"];
+    return ["the runtime, under the worker's calls", runtimeEntry(frames.slice(0, i)) ?? leaf];
   }
   return ["nothing of the worker's on the stack (the event loop, I/O, the simulators' storage)", leaf];
+}
+
+/**
+ * The runtime's API a call entered (frames leaf first, up to the caller):
+ * the workerd API method nearest the caller ("KvNamespace::put"), else
+ * the V8 builtin it called.
+ */
+function runtimeEntry(frames) {
+  for (let i = frames.length - 1; i >= 0; i--) {
+    const api = /^workerd::api::(?:\w+::)*?(\w+::\w+)$/.exec(frames[i].symbol);
+    if (api) return api[1];
+  }
+  const builtin = frames.findLast(({ symbol }) => /^Builtins_/.test(symbol) && !/^Builtins_(Call|Wasm|JSToWasm|JSEntry|Interpreter|Construct)/.test(symbol));
+  return builtin ? `V8 ${builtin.symbol.replace(/^Builtins_/, "")}` : null;
 }
 
 /** The main thread's samples in `file`, by callerOf, added to `callers`. */
@@ -219,13 +232,19 @@ try {
     const keys = [...new Set([...a.keys(), ...b.keys()])];
     const line = ([k, d, x, y], indent) =>
       console.log(`${perGeneration(d).padStart(13)} ${perGeneration(x).padStart(10)} ${perGeneration(y).padStart(10)}  ${indent}${k}`);
+    // The groups with the worker's code on the stack: far steadier from run
+    // to run than the whole thread, whose storage and I/O (the simulators')
+    // move by up to a millisecond per generation.
+    const worker = ["the worker's own instructions", "crossing between wasm and JavaScript", "the runtime, under the worker's calls"];
+    const sum = worker.map(row).reduce(([, d, x, y], [, e, u, v]) => ["", d + e, x + u, y + v], ["", 0, 0, 0]);
+    line(["with the worker's code on the stack (the three groups so marked)", ...sum.slice(1)], "");
     for (const group of keys.filter((k) => !k.includes("\t")).map(row).sort((p, q) => q[1] - p[1])) {
-      line(group, "");
+      line(group, worker.includes(group[0]) ? "* " : "  ");
       const details = keys.filter((k) => k.startsWith(`${group[0]}\t`)).map(row);
       if (details.length < 2) continue;
       // The details that moved by at least one sample per 20 generations.
       for (const [k, ...rest] of details.sort((p, q) => q[1] - p[1]).filter(([, d]) => Math.abs(d) * 20 >= GENERATIONS * ISOLATES)) {
-        line([k.split("\t")[1], ...rest], "    ");
+        line([k.split("\t")[1], ...rest], "      ");
       }
     }
   }
