@@ -174,12 +174,19 @@ async function sample(emulatorUrl, script, file, counts, callers) {
   if (CALLERS) attribute(file, script, callers);
 }
 
-async function profile(emulatorUrl, script, dir, label) {
-  const counts = new Map();
-  const callers = new Map();
-  for (let i = 0; i < ISOLATES; i++) await sample(emulatorUrl, script, join(dir, `${label}-${i}.data`), counts, callers);
-  counts.callers = callers;
-  return counts;
+/**
+ * Both sides' samples, their isolates interleaved (fluxgate, floor, floor,
+ * fluxgate, ...) so that the machine's drift weighs on both alike.
+ */
+async function profileBoth(emulatorUrl, sides, dir) {
+  const results = sides.map(() => Object.assign(new Map(), { callers: new Map() }));
+  for (let i = 0; i < ISOLATES; i++) {
+    const order = i % 2 === 0 ? [0, 1] : [1, 0];
+    for (const s of order) {
+      await sample(emulatorUrl, sides[s].script, join(dir, `${sides[s].label}-${i}.data`), results[s], results[s].callers);
+    }
+  }
+  return results;
 }
 
 const have = spawnSync("perf", ["--version"], { encoding: "utf8" });
@@ -190,8 +197,14 @@ if (have.status !== 0) {
 const dir = mkdtempSync(join(tmpdir(), "fluxgate-perf-"));
 const emulator = await startEmulator();
 try {
-  const ours = await profile(emulator.url, process.env.PERF_SCRIPT ?? "build/index.js", dir, "fluxgate");
-  const floor = await profile(emulator.url, process.env.PERF_FLOOR ?? "bench/floor-worker.mjs", dir, "floor");
+  const [ours, floor] = await profileBoth(
+    emulator.url,
+    [
+      { script: process.env.PERF_SCRIPT ?? "build/index.js", label: "fluxgate" },
+      { script: process.env.PERF_FLOOR ?? "bench/floor-worker.mjs", label: "floor" },
+    ],
+    dir,
+  );
   const perGeneration = (n) => `${((n / HZ / (GENERATIONS * ISOLATES)) * 1000).toFixed(3)} ms`;
   const sum = (m, keep) => [...m].filter(([k]) => keep(k.split("\t"))).reduce((a, [, v]) => a + v, 0);
   console.log(
