@@ -20,45 +20,24 @@
 // V8 then also writes isolate-*-v8.log files here (ignored by git).
 //
 // PERF_CALLERS=1 records call stacks too and adds a table of the main
-// thread's samples by the worker's code nearest to them (its wasm, its glue,
-// or the floor's JavaScript): the worker's own instructions; crossing between
-// wasm and JavaScript (the glue's JavaScript, V8's wasm builtins such as
-// Liftoff's frame setup); the runtime under the worker's calls, by the API
-// entered (workerd's "KvNamespace::put", or a V8 builtin), alike for wasm
-// and JavaScript; Miniflare's local KV, R2 and entry (its JavaScript); and
-// work with nothing of the worker's on the stack (the event loop, I/O, the
-// simulators' storage). Needs the perf map, with interpreted JavaScript
-// named too: MINIFLARE_WORKERD_V8_FLAGS="--perf-basic-prof
+// thread's samples by the worker's code nearest to them, as
+// bench/worker-share.mjs sorts them (its header says how), with each group's
+// details. Needs the perf map, with interpreted JavaScript named too:
+// MINIFLARE_WORKERD_V8_FLAGS="--perf-basic-prof
 // --interpreted-frames-native-stack".
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join } from "node:path";
-import { GENERATE_INPUT, generate, waitCopies } from "./paired.mjs";
-import { startEmulator, startWorker } from "./services.mjs";
+import { join } from "node:path";
+import { GENERATE_INPUT, generate } from "./paired.mjs";
+import { startEmulator } from "./services.mjs";
+import { HZ, WORKER_GROUPS, attribute, kindOf, recordGenerations } from "./worker-share.mjs";
 
 const GENERATIONS = Number(process.argv[2]) > 0 ? Number(process.argv[2]) : 200;
 const ROWS = Number(process.argv[3]) > 0 ? Number(process.argv[3]) : 30;
 const ISOLATES = Number(process.argv[4]) > 0 ? Number(process.argv[4]) : 1;
 const WARMUP = Number(process.env.PERF_WARMUP) >= 0 && process.env.PERF_WARMUP ? Number(process.env.PERF_WARMUP) : 20;
-const HZ = 4999;
 const CALLERS = process.env.PERF_CALLERS === "1";
-
-/** Where a symbol of workerd's own binary belongs. */
-function kindOf(dso, symbol) {
-  if (dso.startsWith("[JIT]")) return "compiled wasm and JavaScript";
-  if (dso.includes("kernel")) return "kernel";
-  if (dso !== "workerd") return `libraries (${dso})`;
-  if (/^Builtins_(Wasm|JSToWasm)/.test(symbol)) return "V8 wasm builtins (frame setup, wrappers)";
-  if (/^Builtins_/.test(symbol)) return "V8 JavaScript builtins";
-  if (/Scavenger|Heap::|MarkCompact|Sweeper|GlobalHandles|Marking/.test(symbol)) return "V8 garbage collection";
-  if (/compiler::|turboshaft|wasm::|Liftoff/.test(symbol)) return "V8 compilers";
-  if (/^v8::/.test(symbol)) return "V8 runtime";
-  if (/tcmalloc|TCMalloc/.test(symbol)) return "allocator";
-  if (/^kj::|capnp/.test(symbol)) return "workerd's promises and I/O (kj)";
-  if (/^workerd::/.test(symbol)) return "workerd's API objects";
-  return "other";
-}
 
 /**
  * One request of the kind sampled: a generation, or with PERF_KIND=health a
@@ -71,89 +50,9 @@ const request =
     ? async (worker) => (await fetch(`${worker.url}/health`)).arrayBuffer()
     : (worker) => generate(worker, GENERATE_INPUT);
 
-/**
- * The worker's code nearest to one main-thread sample (frames leaf first, as
- * `perf script` prints them: address, symbol, dso), by what it is; `script`
- * is the path the worker was started from (its glue, or the floor's module).
- */
-function callerOf(frames, script) {
-  const own = script.replace(/^\.\//, "");
-  // The worker's modules: its script and those beside it (the floor with
-  // checks imports the floor); Miniflare's own have no directory.
-  const beside = `${dirname(own)}/`;
-  const leaf = kindOf(frames[0]?.dso ?? "", frames[0]?.symbol ?? "");
-  for (let i = 0; i < frames.length; i++) {
-    const name = frames[i].symbol.startsWith("JS:") ? frames[i].symbol.slice(3) : null;
-    if (name === null) continue;
-    // A wasm function is named "<function>-<index>-<tier>", a JavaScript one "<name> <file>:<line>:<column>".
-    const at = / (\S+):\d+:\d+$/.exec(name);
-    const ours = at && (at[1] === own || at[1].startsWith(beside));
-    if (at && !ours) return ["Miniflare's local KV, R2 and entry (its JavaScript)", "all"];
-    const glue = ours && own.endsWith("index.js");
-    if (i === 0) {
-      if (glue) return ["crossing between wasm and JavaScript", "the glue's JavaScript (strings, closures, imports' wrappers)"];
-      return ["the worker's own instructions", ours ? "JavaScript" : "wasm"];
-    }
-    if (!ours && /V8 wasm builtins/.test(leaf)) return ["crossing between wasm and JavaScript", "V8's wasm builtins beneath wasm (frame setup, wrappers)"];
-    return ["the runtime, under the worker's calls", runtimeEntry(frames.slice(0, i)) ?? leaf];
-  }
-  return ["nothing of the worker's on the stack (the event loop, I/O, the simulators' storage)", leaf];
-}
-
-/**
- * The runtime's API a call entered (frames leaf first, up to the caller):
- * the workerd API method nearest the caller ("KvNamespace::put"), else
- * the V8 builtin it called.
- */
-function runtimeEntry(frames) {
-  for (let i = frames.length - 1; i >= 0; i--) {
-    const api = /^workerd::api::(?:\w+::)*?(\w+::\w+)$/.exec(frames[i].symbol);
-    if (api) return api[1];
-  }
-  const builtin = frames.findLast(({ symbol }) => /^Builtins_/.test(symbol) && !/^Builtins_(Call|Wasm|JSToWasm|JSEntry|Interpreter|Construct)/.test(symbol));
-  return builtin ? `V8 ${builtin.symbol.replace(/^Builtins_/, "")}` : null;
-}
-
-/** The main thread's samples in `file`, by callerOf, added to `callers`. */
-function attribute(file, script, callers) {
-  const out = spawnSync("perf", ["script", "-i", file, "-F", "comm,ip,sym,dso"], { encoding: "utf8", maxBuffer: 1024 * 1024 * 1024 });
-  if (out.status !== 0) throw new Error(`perf script: ${out.stderr}`);
-  for (const block of out.stdout.split("\n\n")) {
-    const lines = block.split("\n").filter((l) => l.trim());
-    // workerd's main thread carries the process's name.
-    if (lines.length < 2 || !lines[0].trim().startsWith("workerd")) continue;
-    const frames = lines.slice(1).map((line) => {
-      const m = /^\s*[0-9a-f]+ (.*) \((.*)\)$/.exec(line);
-      if (!m) return { symbol: "", dso: "" };
-      // Generated code is named by V8's perf map, /tmp/perf-<pid>.map.
-      const dso = /^perf-\d+\.map$/.test(basename(m[2])) ? "[JIT]" : basename(m[2]);
-      return { symbol: m[1], dso };
-    });
-    // Counted under its group, and under the group and its detail.
-    const [group, detail] = callerOf(frames, script);
-    for (const key of [group, `${group}\t${detail}`]) callers.set(key, (callers.get(key) ?? 0) + 1);
-  }
-}
-
 /** Samples of one worker's requests, added to `counts` (key: thread, dso, symbol). */
 async function sample(emulatorUrl, script, file, counts, callers) {
-  const worker = await startWorker(emulatorUrl, script);
-  try {
-    for (let i = 0; i < WARMUP; i++) await request(worker);
-    await waitCopies(worker);
-    const perf = spawn("perf", ["record", "-q", ...(CALLERS ? ["-g"] : []), "-F", String(HZ), "-p", String(worker.pid), "-o", file], { stdio: "ignore" });
-    const exited = new Promise((resolve, reject) => {
-      perf.on("exit", resolve);
-      perf.on("error", reject);
-    });
-    await new Promise((r) => setTimeout(r, 300));
-    for (let i = 0; i < GENERATIONS; i++) await request(worker);
-    await waitCopies(worker);
-    perf.kill("SIGINT");
-    await exited;
-  } finally {
-    await worker.mf.dispose();
-  }
+  await recordGenerations(emulatorUrl, script, file, { generations: GENERATIONS, warmup: WARMUP, callStacks: CALLERS, request });
   const report = spawnSync(
     "perf",
     ["report", "-n", "-i", file, "--no-children", "--sort", "comm,dso,symbol", "-g", "none", "--stdio", "-t", ";"],
@@ -248,11 +147,10 @@ try {
     // The groups with the worker's code on the stack: far steadier from run
     // to run than the whole thread, whose storage and I/O (the simulators')
     // move by up to a millisecond per generation.
-    const worker = ["the worker's own instructions", "crossing between wasm and JavaScript", "the runtime, under the worker's calls"];
-    const sum = worker.map(row).reduce(([, d, x, y], [, e, u, v]) => ["", d + e, x + u, y + v], ["", 0, 0, 0]);
+    const sum = WORKER_GROUPS.map(row).reduce(([, d, x, y], [, e, u, v]) => ["", d + e, x + u, y + v], ["", 0, 0, 0]);
     line(["with the worker's code on the stack (the three groups so marked)", ...sum.slice(1)], "");
-    for (const group of keys.filter((k) => !k.includes("\t")).map(row).sort((p, q) => q[1] - p[1])) {
-      line(group, worker.includes(group[0]) ? "* " : "  ");
+    for (const group of keys.filter((k) => k !== "main" && !k.includes("\t")).map(row).sort((p, q) => q[1] - p[1])) {
+      line(group, WORKER_GROUPS.includes(group[0]) ? "* " : "  ");
       const details = keys.filter((k) => k.startsWith(`${group[0]}\t`)).map(row);
       if (details.length < 2) continue;
       // The details that moved by at least one sample per 20 generations.

@@ -210,6 +210,33 @@ function stackSection(r) {
   };
 }
 
+function shareSection(r) {
+  const sh = r.share;
+  if (!sh) return null;
+  const title = "The worker's share of the main thread, sampled (bench/worker-share.mjs), ms per generation";
+  if (sh.error) return { title, notes: [`not measured: ${sh.error}`] };
+  // Groups in bench/worker-share.mjs's order: own instructions, crossing,
+  // the runtime under the calls (the worker's share), Miniflare, the rest.
+  const row = (label, { a, b }) => {
+    const [own, crossing, runtime, miniflare, nothing] = Object.values(a.groups).map((v, i) => v - Object.values(b.groups)[i]);
+    return [label, ms(a.share), ms(b.share), sms(a.share - b.share), sms(own), sms(crossing), sms(runtime), sms(miniflare + nothing), sms(a.main - b.main)];
+  };
+  return {
+    title,
+    tables: [
+      table(
+        [left("comparison"), "fluxgate share", "other share", "share diff", "own instructions", "crossing", "runtime under calls", "rest of main thread", "whole main thread"],
+        [row("fluxgate - floor", sh.floor), row("fluxgate - fluxgate (A/A)", sh.aa)],
+      ),
+    ],
+    notes: [
+      `perf samples of workerd's main thread (V8's perf map naming the wasm and the JavaScript; fluxgate built with its names, as shipped otherwise, in target/bench-named/), ${sh.generations} generations on each of ${sh.isolates} new isolates a side after 4, the sides' isolates interleaved; ${fixed(0)(sh.seconds)} s`,
+      "share: the samples with the worker's code on the stack: its own instructions (wasm, or the floor's JavaScript), crossing between wasm and JavaScript (the glue's JavaScript, V8's wasm builtins entered from wasm), the runtime under its calls; the rest of the main thread: Miniflare's local KV, R2 and entry, the event loop, I/O and the simulators' storage (on Cloudflare not on the worker's thread)",
+      "share diff is far steadier than the whole thread (the A/A row is its resolution); the CPU target is judged on the paired figures above, this is the closer estimate of what a generation costs the worker's own thread",
+    ],
+  };
+}
+
 function sizeSection(r) {
   const s = r.size;
   const rows = [
@@ -418,7 +445,7 @@ function targetSection(r) {
 }
 
 function sections(results) {
-  return [runSection, targetSection, pairedSection, tieredSection, stackSection, sizeSection, healthSection, generationSection, imageSection]
+  return [runSection, targetSection, pairedSection, tieredSection, stackSection, shareSection, sizeSection, healthSection, generationSection, imageSection]
     .map((s) => s(results))
     .filter(Boolean);
 }

@@ -18,7 +18,15 @@
 //    the stack costs for the calls alone, written each way; fluxgate - the
 //    floor in Rust, fluxgate's own code. Their calls are compared with the
 //    floor's first.
-// 4. Throughput and latency under concurrency with autocannon, on fluxgate
+// 4. The worker's share of the main thread, sampled (bench/worker-share.mjs):
+//    per generation, workerd's main-thread samples with the worker's code on
+//    the stack (its own instructions, crossing between wasm and JavaScript,
+//    the runtime under its calls), fluxgate (built with its names into
+//    target/bench-named/) against the floor, and against itself (A/A), eight
+//    new isolates a side, interleaved. Finer than the paired CPU: the rest
+//    of the thread, Miniflare's local storage, is left out. Needs `perf`
+//    (the report says so when it cannot run); BENCH_SHARE=0 skips it.
+// 5. Throughput and latency under concurrency with autocannon, on fluxgate
 //    and on the reference build (bench/reference.mjs: the worker as it stood
 //    at BENCH_REFERENCE, default bef49d1, built once and cached in
 //    target/bench-reference/), each in its own Miniflare, in this run: every
@@ -40,7 +48,7 @@
 // which fluxgate's latency may exceed the reference's and still count as no
 // worse, default 0.1); BENCH_KINDS (keys of the kinds in bench/paired.mjs to
 // measure, comma-separated); BENCH_ONLY=paired|load; BENCH_WORKER_LOGS=1
-// prints the workers' own lines.
+// prints the workers' own lines; BENCH_SHARE=0 skips the sampled share (4).
 // BENCH_ONLY or BENCH_KINDS runs are partial: they still overwrite LATEST.md.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -66,6 +74,7 @@ import { recordGeneration, shapes, startRecorded } from "./platform-calls.mjs";
 import { referenceBuild } from "./reference.mjs";
 import { renderMarkdown, renderText } from "./report.mjs";
 import { measureStartSteps } from "./start-steps.mjs";
+import { namedBuild, workerShare } from "./worker-share.mjs";
 import { AUTH_TOKEN, REPLICATE_TOKEN, root, startEmulator, startStaticServer, startWorker } from "./services.mjs";
 
 const PAIRED_BUDGET_SECONDS = Number(process.env.BENCH_PAIRED_SECONDS) > 0 ? Number(process.env.BENCH_PAIRED_SECONDS) : 180;
@@ -200,6 +209,30 @@ async function stackPhase(emulator, build, floorShapes) {
     other: { script: build.script, label: `floor in Rust (${variant})` },
   });
   return { variant, wasmBytes: build.wasmBytes, wasmGzipBytes: build.wasmGzipBytes, ...phase };
+}
+
+/**
+ * The worker's share of the main thread per generation (see
+ * bench/worker-share.mjs): fluxgate against the floor, and against itself.
+ * Null when no generation is measured or BENCH_SHARE=0; { error } when it
+ * cannot run (no perf, no build with names).
+ */
+async function sharePhase(emulator) {
+  if (process.env.BENCH_SHARE === "0" || !selectedKinds().some((k) => k.key === "generate")) return null;
+  const started = performance.now();
+  const named = namedBuild({ log });
+  if (named.error) return { error: `no build with names: ${named.error}` };
+  const phase = {};
+  try {
+    for (const [key, other] of [["floor", "bench/floor-worker.mjs"], ["aa", named.script]]) {
+      log(`the worker's share, fluxgate - ${key === "aa" ? "fluxgate (A/A)" : "floor"}`);
+      const [a, b] = await workerShare(emulator.url, named.script, other, { log: (m) => log(`the worker's share: ${m}`) });
+      phase[key] = { a, b };
+    }
+  } catch (error) {
+    return { error: error.message };
+  }
+  return { ...phase, isolates: 8, generations: 24, seconds: (performance.now() - started) / 1000 };
 }
 
 // ------------------------------------------------------------ autocannon
@@ -679,6 +712,7 @@ async function main() {
         const phase = await stackPhase(emulator, build, floorShapes);
         if (phase) results.stack.push(phase);
       }
+      results.share = await sharePhase(emulator);
     }
     if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator, results.reference));
     results.latency = latencies(results);
