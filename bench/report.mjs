@@ -210,7 +210,7 @@ function stackSection(r) {
   };
 }
 
-function shareSection(r) {
+export function shareSection(r) {
   const sh = r.share;
   if (!sh) return null;
   const title = "The worker's share of the main thread, sampled (bench/worker-share.mjs), ms per generation";
