@@ -12,8 +12,9 @@
 // PERF_WARMUP=4 samples isolates as young as the paired bench measures.
 //
 // To name the generated code too: MINIFLARE_WORKERD_V8_FLAGS=--perf-basic-prof
-// (V8 writes /tmp/perf-<pid>.map) and PERF_SCRIPT=<an unstripped build's
-// index.js> (worker-build's output before scripts/build.sh strips its names).
+// (V8 writes /tmp/perf-<pid>.map) and PERF_SCRIPT=target/bench-named/index.js
+// (the shipped code with its names, which `npm run bench` builds; or any
+// worker-build output before scripts/build.sh strips its names).
 // PERF_FLOOR=bench/floor-checks-worker.mjs samples the floor with fluxgate's
 // checks instead of the plain floor; PERF_KIND=health samples GET /health
 // requests instead of generations (the figures then read per request).
@@ -147,8 +148,8 @@ try {
     // The groups with the worker's code on the stack: far steadier from run
     // to run than the whole thread, whose storage and I/O (the simulators')
     // move by up to a millisecond per generation.
-    const sum = WORKER_GROUPS.map(row).reduce(([, d, x, y], [, e, u, v]) => ["", d + e, x + u, y + v], ["", 0, 0, 0]);
-    line(["with the worker's code on the stack (the three groups so marked)", ...sum.slice(1)], "");
+    const share = WORKER_GROUPS.map(row).reduce(([, d, x, y], [, e, u, v]) => ["", d + e, x + u, y + v], ["", 0, 0, 0]);
+    line(["with the worker's code on the stack (the three groups so marked)", ...share.slice(1)], "");
     for (const group of keys.filter((k) => k !== "main" && !k.includes("\t")).map(row).sort((p, q) => q[1] - p[1])) {
       line(group, WORKER_GROUPS.includes(group[0]) ? "* " : "  ");
       const details = keys.filter((k) => k.startsWith(`${group[0]}\t`)).map(row);
