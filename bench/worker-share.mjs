@@ -188,10 +188,14 @@ export async function workerShare(emulatorUrl, a, b, { isolates = 8, generations
     spawnSync("bash", ["-c", 'rm -f "$1"/isolate-*-v8.log', "_", root]);
   }
   const ms = (n) => (n / HZ / (generations * isolates)) * 1000;
-  return counts.map((c) => {
+  const sides = counts.map((c) => {
     const groups = Object.fromEntries([...WORKER_GROUPS, MINIFLARE, NOTHING].map((g) => [g, ms(c.get(g) ?? 0)]));
     return { main: ms(c.get("main") ?? 0), share: WORKER_GROUPS.reduce((sum, g) => sum + groups[g], 0), groups };
   });
+  // Without V8's perf map no frame is named and every sample would count as
+  // "nothing of the worker's": say so rather than report a share of zero.
+  if (sides.some((side) => side.share === 0)) throw new Error("no sample had the worker's code named on its stack (no perf map from V8?)");
+  return sides;
 }
 
 /**
