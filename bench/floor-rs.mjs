@@ -4,7 +4,9 @@
 // (its src/edge/{promise,kv,r2}.rs compiled in). Built as the worker is
 // (worker-build --release with the repository's .cargo/config.toml, then
 // scripts/optimize-wasm.sh), into target/floor-rs/<variant>/build/, and
-// rebuilt only when its sources or the toolchain change.
+// rebuilt only when its sources or the toolchain change; the same code with
+// its names kept (KEEP_NAMES=1) beside it in named/, for the sampled share
+// (bench/worker-share.mjs).
 //
 //   node bench/floor-rs.mjs [stock|lean]   builds one (or finds it) and prints where it is
 import { execFileSync, spawnSync } from "node:child_process";
@@ -43,14 +45,17 @@ const toolchain = (command) => execFileSync("bash", ["-c", `source .tools/env &&
 
 /**
  * The floor in Rust's `variant`, built now unless current. Never throws:
- * returns { variant, script, wasmBytes, wasmGzipBytes, cached, buildSeconds }
- * (script relative to the repository root, for startWorker) or { variant, error }.
+ * returns { variant, script, namedScript, wasmBytes, wasmGzipBytes, cached,
+ * buildSeconds } (scripts relative to the repository root, for startWorker;
+ * namedScript the same build with its names) or { variant, error }.
  */
 export function rustFloorBuild({ variant = "stock", log = (m) => process.stderr.write(`bench: ${m}\n`) } = {}) {
   const name = `floor in Rust (${variant})`;
   const out = join("target/floor-rs", variant);
   const build = join(out, "build");
   const script = join(build, "index.js");
+  const named = join(out, "named");
+  const namedScript = join(named, "index.js");
   const stamp = join(root, out, "stamp");
   const crateOut = `build-${variant}`;
   try {
@@ -58,15 +63,18 @@ export function rustFloorBuild({ variant = "stock", log = (m) => process.stderr.
     if (!existsSync(join(root, ".tools/env"))) throw new Error(".tools/env is missing (run npm run setup)");
     const print = fingerprint(variant);
     const wasm = join(root, build, "index_bg.wasm");
-    if (existsSync(stamp) && readFileSync(stamp, "utf8") === print && existsSync(join(root, script)) && existsSync(wasm)) {
+    const current = [script, join(build, "index_bg.wasm"), namedScript, join(named, "index_bg.wasm")].every((f) => existsSync(join(root, f)));
+    if (existsSync(stamp) && readFileSync(stamp, "utf8") === print && current) {
       log(`${name}: current build in ${build}`);
-      return { variant, script, ...sizes(wasm), cached: true, buildSeconds: null };
+      return { variant, script, namedScript, ...sizes(wasm), cached: true, buildSeconds: null };
     }
     const started = performance.now();
     log(`${name}: building ${SOURCE} (the first build compiles its dependencies: a minute or more)`);
     rmSync(stamp, { force: true });
     const features = VARIANTS[variant] ? ["--features", VARIANTS[variant]] : [];
-    const command = 'source .tools/env && (cd "$1" && worker-build --release --out-dir "$2" . "${@:3}") && scripts/optimize-wasm.sh "$1/$2/index_bg.wasm"';
+    const command =
+      'source .tools/env && (cd "$1" && worker-build --release --out-dir "$2" . "${@:3}") && rm -rf "$1/$2-named" && cp -r "$1/$2" "$1/$2-named"' +
+      ' && scripts/optimize-wasm.sh "$1/$2/index_bg.wasm" && KEEP_NAMES=1 scripts/optimize-wasm.sh "$1/$2-named/index_bg.wasm"';
     const built = spawnSync("bash", ["-c", command, "_", SOURCE, crateOut, ...features], {
       cwd: root,
       env: { ...process.env, CARGO_TARGET_DIR: join(root, "target/floor-rs/cargo") },
@@ -74,14 +82,16 @@ export function rustFloorBuild({ variant = "stock", log = (m) => process.stderr.
       maxBuffer: 1 << 28,
     });
     if (built.status !== 0) throw new Error(`the build failed:\n${`${built.stdout}${built.stderr}`.trimEnd().split("\n").slice(-15).join("\n")}`);
-    rmSync(join(root, build), { recursive: true, force: true });
     mkdirSync(join(root, out), { recursive: true });
-    cpSync(join(root, SOURCE, crateOut), join(root, build), { recursive: true });
-    rmSync(join(root, SOURCE, crateOut), { recursive: true, force: true });
+    for (const [from, to] of [[crateOut, build], [`${crateOut}-named`, named]]) {
+      rmSync(join(root, to), { recursive: true, force: true });
+      cpSync(join(root, SOURCE, from), join(root, to), { recursive: true });
+      rmSync(join(root, SOURCE, from), { recursive: true, force: true });
+    }
     writeFileSync(stamp, print);
     const buildSeconds = (performance.now() - started) / 1000;
     log(`${name}: built in ${buildSeconds.toFixed(0)} s (${build})`);
-    return { variant, script, ...sizes(wasm), cached: false, buildSeconds };
+    return { variant, script, namedScript, ...sizes(wasm), cached: false, buildSeconds };
   } catch (error) {
     log(`${name}: ${error.message}`);
     return { variant, error: error.message.split("\n")[0] };

@@ -22,8 +22,8 @@
 //    per generation, workerd's main-thread samples with the worker's code on
 //    the stack (its own instructions, crossing between wasm and JavaScript,
 //    the runtime under its calls), fluxgate (built with its names into
-//    target/bench-named/) against the floor, and against itself (A/A), eight
-//    new isolates a side, interleaved. Finer than the paired CPU: the rest
+//    target/bench-named/) against the floor, the floor in Rust (lean) and
+//    itself (A/A), eight new isolates a side, interleaved. Finer than the paired CPU: the rest
 //    of the thread, Miniflare's local storage, is left out. Needs `perf`
 //    (the report says so when it cannot run); BENCH_SHARE=0 skips it.
 // 5. Throughput and latency under concurrency with autocannon, on fluxgate
@@ -213,19 +213,26 @@ async function stackPhase(emulator, build, floorShapes) {
 
 /**
  * The worker's share of the main thread per generation (see
- * bench/worker-share.mjs): fluxgate against the floor, and against itself.
+ * bench/worker-share.mjs): fluxgate against the floor, the floor in Rust
+ * (lean, built with its names by bench/floor-rs.mjs) and itself.
  * Null when no generation is measured or BENCH_SHARE=0; { error } when it
  * cannot run (no perf, no build with names).
  */
-async function sharePhase(emulator) {
+async function sharePhase(emulator, rustFloors) {
   if (process.env.BENCH_SHARE === "0" || !selectedKinds().some((k) => k.key === "generate")) return null;
   const started = performance.now();
   const named = namedBuild({ log });
   if (named.error) return { error: `no build with names: ${named.error}` };
+  const lean = rustFloors.find((b) => b.variant === "lean" && b.namedScript);
   const phase = {};
+  const others = [
+    ["floor", "bench/floor-worker.mjs", "floor"],
+    ...(lean ? [["lean", lean.namedScript, "floor in Rust (lean)"]] : []),
+    ["aa", named.script, "fluxgate (A/A)"],
+  ];
   try {
-    for (const [key, other] of [["floor", "bench/floor-worker.mjs"], ["aa", named.script]]) {
-      log(`the worker's share, fluxgate - ${key === "aa" ? "fluxgate (A/A)" : "floor"}`);
+    for (const [key, other, label] of others) {
+      log(`the worker's share, fluxgate - ${label}`);
       const [a, b] = await workerShare(emulator.url, named.script, other, { log: (m) => log(`the worker's share: ${m}`) });
       phase[key] = { a, b };
     }
@@ -712,7 +719,7 @@ async function main() {
         const phase = await stackPhase(emulator, build, floorShapes);
         if (phase) results.stack.push(phase);
       }
-      results.share = await sharePhase(emulator);
+      results.share = await sharePhase(emulator, rustFloors);
     }
     if (ONLY !== "paired") Object.assign(results, await loadPhases(emulator, results.reference));
     results.latency = latencies(results);

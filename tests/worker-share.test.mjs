@@ -88,6 +88,16 @@ describe("the report's section on the worker's share", () => {
     assert.match(notes[0], /24 generations on each of 8 new isolates a side/);
   });
 
+  test("the floor in Rust's row, between the floor's and the A/A, when it was measured", () => {
+    const lean = { a: side(0.55, 0.2, 1.0, 3.0, 9.0), b: side(0.25, 0.1, 0.8, 3.0, 9.2) };
+    const rows = shareSection({ share: { ...results.share, lean } }).tables[0].rows;
+    assert.deepEqual(
+      rows.map((r) => r[0]),
+      ["fluxgate - floor", "fluxgate - floor in Rust (lean)", "fluxgate - fluxgate (A/A)"],
+    );
+    assert.deepEqual(rows[1].slice(3, 6), ["+0.600", "+0.300", "+0.100"]);
+  });
+
   test("why it was not measured, when it could not run; nothing when not asked", () => {
     const section = shareSection({ share: { error: "no `perf` on this machine (Debian: linux-perf)" } });
     assert.match(section.title, /The worker's share of the main thread/);
