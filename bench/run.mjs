@@ -23,9 +23,10 @@
 //    the stack (its own instructions, crossing between wasm and JavaScript,
 //    the runtime under its calls), fluxgate (built with its names into
 //    target/bench-named/) against the floor, the floor in Rust (lean) and
-//    itself (A/A), eight new isolates a side, interleaved. Finer than the paired CPU: the rest
-//    of the thread, Miniflare's local storage, is left out. Needs `perf`
-//    (the report says so when it cannot run); BENCH_SHARE=0 skips it.
+//    itself (A/A), eight new isolates a side, interleaved. Finer than the
+//    paired CPU: the rest of the thread, Miniflare's local storage, is left
+//    out. Needs `perf` (the report says so when it cannot run);
+//    BENCH_SHARE=0 skips it.
 // 5. Throughput and latency under concurrency with autocannon, on fluxgate
 //    and on the reference build (bench/reference.mjs: the worker as it stood
 //    at BENCH_REFERENCE, default bef49d1, built once and cached in
@@ -75,7 +76,7 @@ import { referenceBuild } from "./reference.mjs";
 import { renderMarkdown, renderText } from "./report.mjs";
 import { measureStartSteps } from "./start-steps.mjs";
 import { namedBuild, workerShare } from "./worker-share.mjs";
-import { AUTH_TOKEN, REPLICATE_TOKEN, root, startEmulator, startStaticServer, startWorker } from "./services.mjs";
+import { AUTH_TOKEN, REPLICATE_TOKEN, root, startEmulator, startStaticServer, startWorker, withV8Flags } from "./services.mjs";
 
 const PAIRED_BUDGET_SECONDS = Number(process.env.BENCH_PAIRED_SECONDS) > 0 ? Number(process.env.BENCH_PAIRED_SECONDS) : 180;
 const LATENCY_SLACK = Number.isFinite(Number(process.env.BENCH_LATENCY_SLACK)) && process.env.BENCH_LATENCY_SLACK
@@ -153,20 +154,15 @@ const TIERED_V8_FLAGS = "--no-liftoff";
  * (a busy, long-lived one). Start-up figures of this phase are not used
  * (TurboFan compiling every function at its first call is slow).
  */
-async function tieredPhase(emulator) {
-  const before = process.env.MINIFLARE_WORKERD_V8_FLAGS;
-  process.env.MINIFLARE_WORKERD_V8_FLAGS = [before, TIERED_V8_FLAGS].filter(Boolean).join(" ");
-  try {
-    return await measurePaired({
+function tieredPhase(emulator) {
+  return withV8Flags(TIERED_V8_FLAGS, () =>
+    measurePaired({
       start: (_label, script) => startWorker(emulator.url, script),
       kinds: selectedKinds().filter((k) => k.floor),
       budgetSeconds: Math.min(PAIRED_BUDGET_SECONDS, 45),
       log: (message) => log(`tiered up: ${message}`),
-    });
-  } finally {
-    if (before === undefined) delete process.env.MINIFLARE_WORKERD_V8_FLAGS;
-    else process.env.MINIFLARE_WORKERD_V8_FLAGS = before;
-  }
+    }),
+  );
 }
 
 /**

@@ -85,6 +85,21 @@ export function startStaticServer(dir) {
 }
 
 /**
+ * Runs `work` with `flags` added to the V8 flags of the workerd processes
+ * Miniflare starts meanwhile (MINIFLARE_WORKERD_V8_FLAGS), then restores them.
+ */
+export async function withV8Flags(flags, work) {
+  const before = process.env.MINIFLARE_WORKERD_V8_FLAGS;
+  process.env.MINIFLARE_WORKERD_V8_FLAGS = [before, flags].filter(Boolean).join(" ");
+  try {
+    return await work();
+  } finally {
+    if (before === undefined) delete process.env.MINIFLARE_WORKERD_V8_FLAGS;
+    else process.env.MINIFLARE_WORKERD_V8_FLAGS = before;
+  }
+}
+
+/**
  * A worker (by default fluxgate from build/) in a fresh Miniflare. Resolves to
  * { mf, url, pid (workerd), readyMs, firstAnswerMs } where the times run from
  * constructing Miniflare to `mf.ready` and to the first answered GET /health.

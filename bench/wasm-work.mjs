@@ -28,8 +28,6 @@ const ROWS = Number(rowsArg) > 0 ? Number(rowsArg) : 40;
 const build = join(root, buildArg);
 const dir = join(root, "target", "wasm-work");
 const bin = (name) => join(root, "node_modules", ".bin", name);
-// The features scripts/optimize-wasm.sh enables for its -O3 (the shipped code), so both optimize alike.
-const FEATURES = ["bulk-memory", "nontrapping-float-to-int", "sign-ext", "mutable-globals", "reference-types", "multivalue", "simd"].map((f) => `--enable-${f}`);
 
 /**
  * The build, optimized as shipped and instrumented, in a counting build;
@@ -38,7 +36,9 @@ const FEATURES = ["bulk-memory", "nontrapping-float-to-int", "sign-ext", "mutabl
  */
 function instrument() {
   const wasm = join(root, "target", "wasm-work.wasm");
-  execFileSync(bin("wasm-opt"), [join(build, "index_bg.wasm"), "-g", "-O3", "--log-execution", ...FEATURES, "-o", wasm]);
+  // Optimized as shipped, its names kept, then instrumented.
+  const optimize = 'source .tools/env && cp "$1" "$2" && KEEP_NAMES=1 scripts/optimize-wasm.sh "$2" --log-execution';
+  execFileSync("bash", ["-c", optimize, "_", join(build, "index_bg.wasm"), wasm], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
   const text = execFileSync(bin("wasm-dis"), [wasm], { maxBuffer: 1 << 30 }).toString();
   if (!/\(func \$"?[^\s"]*::/.test(text)) throw new Error(`${buildArg} has no function names: copy build/ before scripts/build.sh strips them`);
   const logger = /\(import "[^"]+" "log_execution" \(func (\$\S+)/.exec(text)?.[1];

@@ -20,11 +20,11 @@
 // Used by bench/perf-profile.mjs (PERF_CALLERS=1) and by `npm run bench`
 // (workerShare), which also builds the worker with its names (namedBuild).
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { GENERATE_INPUT, generate, waitCopies } from "./paired.mjs";
-import { root, startWorker } from "./services.mjs";
+import { root, startWorker, withV8Flags } from "./services.mjs";
 
 /** V8's flags for samples that name generated and interpreted code. */
 export const PERF_V8_FLAGS = "--perf-basic-prof --interpreted-frames-native-stack";
@@ -165,27 +165,25 @@ const generation = (worker) => generate(worker, GENERATE_INPUT);
 export async function workerShare(emulatorUrl, a, b, { isolates = 8, generations = 24, warmup = 4, log = () => {} } = {}) {
   const have = spawnSync("perf", ["--version"], { encoding: "utf8" });
   if (have.status !== 0) throw new Error("no `perf` on this machine (Debian: linux-perf)");
-  const before = process.env.MINIFLARE_WORKERD_V8_FLAGS;
-  process.env.MINIFLARE_WORKERD_V8_FLAGS = [before, PERF_V8_FLAGS].filter(Boolean).join(" ");
   const dir = mkdtempSync(join(tmpdir(), "fluxgate-share-"));
   const counts = [new Map(), new Map()];
   try {
-    for (let i = 0; i < isolates; i++) {
-      for (const s of i % 2 === 0 ? [0, 1] : [1, 0]) {
-        const file = join(dir, `${s}-${i}.data`);
-        const script = [a, b][s];
-        await recordGenerations(emulatorUrl, script, file, { generations, warmup, callStacks: true, request: generation });
-        attribute(file, script, counts[s]);
-        rmSync(file, { force: true });
+    await withV8Flags(PERF_V8_FLAGS, async () => {
+      for (let i = 0; i < isolates; i++) {
+        for (const s of i % 2 === 0 ? [0, 1] : [1, 0]) {
+          const file = join(dir, `${s}-${i}.data`);
+          const script = [a, b][s];
+          await recordGenerations(emulatorUrl, script, file, { generations, warmup, callStacks: true, request: generation });
+          attribute(file, script, counts[s]);
+          rmSync(file, { force: true });
+        }
+        log(`isolate ${i + 1} of ${isolates} a side`);
       }
-      log(`isolate ${i + 1} of ${isolates} a side`);
-    }
+    });
   } finally {
-    if (before === undefined) delete process.env.MINIFLARE_WORKERD_V8_FLAGS;
-    else process.env.MINIFLARE_WORKERD_V8_FLAGS = before;
     rmSync(dir, { recursive: true, force: true });
     // V8 writes its log beside the process (--perf-basic-prof); not kept.
-    spawnSync("bash", ["-c", 'rm -f "$1"/isolate-*-v8.log', "_", root]);
+    for (const name of readdirSync(root)) if (/^isolate-.*-v8\.log$/.test(name)) rmSync(join(root, name), { force: true });
   }
   const ms = (n) => (n / HZ / (generations * isolates)) * 1000;
   const sides = counts.map((c) => {

@@ -12,10 +12,12 @@
 # KEEP_NAMES=1 keeps the name section (-g), for profiles that name the wasm's
 # functions (bench/worker-share.mjs); the code is otherwise the same (its
 # instructions within 0.1% of the shipped build's, by binaryen's --metrics).
+# Arguments after the file are more wasm-opt passes, run after these
+# (bench/wasm-work.mjs adds --log-execution).
 set -euo pipefail
-wasm=${1:?usage: scripts/optimize-wasm.sh <file.wasm>}
+wasm=${1:?usage: scripts/optimize-wasm.sh <file.wasm> [more wasm-opt arguments]}
 names=--strip-debug
 [ "${KEEP_NAMES:-}" = 1 ] && names=-g
 "${WASM_OPT_BIN:?source .tools/env first}" "$wasm" -O3 "$names" --strip-producers \
   --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-  --enable-reference-types --enable-multivalue --enable-simd -o "$wasm"
+  --enable-reference-types --enable-multivalue --enable-simd "${@:2}" -o "$wasm"
