@@ -559,3 +559,35 @@ export function verdict(difference, aa, limit) {
   }
   return (difference.high ?? difference.max) <= limit ? "met" : "NOT met";
 }
+
+/**
+ * A latency's A/A: how far apart the runs of one build came in the same
+ * phase, as the larger run over the smaller, the wider of the two builds'
+ * (1 when a build has fewer than two runs with a figure).
+ */
+export function latencyCalibration(...runsOfEachBuild) {
+  const spread = (runs) => {
+    const figures = runs.filter((x) => Number.isFinite(x) && x > 0);
+    return figures.length < 2 ? 1 : Math.max(...figures) / Math.min(...figures);
+  };
+  return Math.max(1, ...runsOfEachBuild.map(spread));
+}
+
+/**
+ * The verdict on "fluxgate's latency at most (1 + slack) times the
+ * reference's", read as `verdict` reads a CPU difference, on the ratios'
+ * logarithms: the resolution is the A/A (latencyCalibration). While it is
+ * within the slack, met when the ratio is; when it is wider, NOT met only
+ * above (1 + slack) times the A/A, met only under (1 + slack) over it, and
+ * within resolution between.
+ */
+export function latencyVerdict(ratio, aa, slack) {
+  const limit = 1 + slack;
+  const resolution = Math.max(1, aa);
+  if (resolution > limit) {
+    if (ratio > limit * resolution) return "NOT met";
+    if (ratio < limit / resolution) return "met";
+    return "within resolution";
+  }
+  return ratio <= limit ? "met" : "NOT met";
+}

@@ -388,7 +388,7 @@ function imageSection(r) {
   };
 }
 
-function targetSection(r) {
+export function targetSection(r) {
   const value = (t) => (t.unit === "KB" ? `${fixed(2)(t.value)} KB` : `${sms(t.value)} ms`);
   const rows = r.targets.map((t) => [
     t.name,
@@ -405,6 +405,7 @@ function targetSection(r) {
     ms(t.now),
     ms(t.before),
     t.ratio == null ? "-" : ratio(t.ratio),
+    t.aa == null ? "-" : ratio(t.aa),
     t.result,
     t.floorMs == null ? "-" : ms(t.floorMs),
     t.floorRatio == null ? "-" : ratio(t.floorRatio),
@@ -427,6 +428,7 @@ function targetSection(r) {
           "fluxgate ms",
           "reference ms",
           "fluxgate/reference",
+          "A/A",
           left("result"),
           "floor ms",
           "floor/reference",
@@ -442,7 +444,7 @@ function targetSection(r) {
       ref && !ref.error
         ? `both measured in this run, each in its own Miniflare on the same emulator, every phase run ${r.environment.latencyRunsPerBuild} times per build, interleaved (fluxgate, reference, reference, fluxgate, the order reversed from one phase to the next), so that the machine's drift weighs on both alike; a build's p50 and p99 are taken over the answers of all its runs together (each run's own listed, in the run order of that build)`
         : "without a reference build the phases ran on fluxgate alone, and no latency target is judged",
-      `met: fluxgate's figure at most ${fixed(0)(r.environment.latencySlack * 100)}% above the reference's (BENCH_LATENCY_SLACK)`,
+      `met: fluxgate's figure at most ${fixed(0)(r.environment.latencySlack * 100)}% above the reference's (BENCH_LATENCY_SLACK); A/A: the larger run over the smaller of one build's runs of the phase, the wider of the two builds', as the resolution: when it is wider than the slack, NOT met only above (1 + slack) times it, met only under (1 + slack) over it, and within resolution between (the CPU verdict's rule, on ratios)`,
       "floor: bench/floor-worker.mjs, fluxgate's KV, R2 and fetch calls per generation in plain JavaScript, measured in the same interleaved runs of the POST /generate phases (fluxgate, reference, floor, then the other way round): its latency over the reference's is what the calls cost, whatever the code making them",
     );
   }

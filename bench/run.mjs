@@ -59,6 +59,8 @@ import { load, percentile, PHASE_SECONDS, WARMUP_SECONDS } from "./load.mjs";
 import { CPU_SOURCE, cpuNs, rssBytes, rssSampler } from "./proc.mjs";
 import {
   GENERATE_INPUT,
+  latencyCalibration,
+  latencyVerdict,
   measurePaired,
   median,
   MIN_ROUNDS,
@@ -638,7 +640,8 @@ function targets(results) {
 
 /**
  * Each latency of fluxgate against the reference's in the same phases: no
- * worse = at most (1 + slack) times it.
+ * worse = at most (1 + slack) times it, judged against the A/A (how far one
+ * build's two runs of the phase came apart) as latencyVerdict says.
  */
 function latencyTargets(current, reference) {
   return Object.entries(current).flatMap(([name, { fluxgate, reference: ref, floor }]) =>
@@ -651,8 +654,10 @@ function latencyTargets(current, reference) {
       if (before == null) {
         return { name, pct, now, before: null, floorMs, result: reference?.error ? "no reference" : "no reference figure" };
       }
-      const ok = now <= before * (1 + LATENCY_SLACK);
-      return { name, pct, now, before, ratio: now / before, floorMs, floorRatio, result: ok ? "met" : "NOT met" };
+      const runs = (build) => (build?.runs ?? []).map((run) => run[pct]);
+      const aa = latencyCalibration(runs(fluxgate), runs(ref));
+      const ratio = now / before;
+      return { name, pct, now, before, ratio, aa, floorMs, floorRatio, result: latencyVerdict(ratio, aa, LATENCY_SLACK) };
     }),
   );
 }

@@ -1,8 +1,10 @@
-// The bench's verdict on a paired CPU target (bench/paired.mjs), on made-up
-// differences: what `npm run bench` prints as met, NOT met or within resolution.
+// The bench's verdicts (bench/paired.mjs) on a paired CPU target and on a
+// latency against the reference build, on made-up figures and on figures of
+// past runs: what `npm run bench` prints as met, NOT met or within resolution.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { intervalCoverage, medianInterval, summarize, verdict } from "../bench/paired.mjs";
+import { intervalCoverage, latencyCalibration, latencyVerdict, medianInterval, summarize, verdict } from "../bench/paired.mjs";
+import { targetSection } from "../bench/report.mjs";
 
 const range = (median, min, max) => ({ median, min, max });
 /** A summary of rounds of one set each: their values are the round medians. */
@@ -58,5 +60,60 @@ describe("the interval of the median of rounds", () => {
     assert.equal(verdict(whole(difference), whole(aa), 0.5), "within resolution");
     // A difference that is only sometimes above the limit stays undecided.
     assert.equal(verdict(rounds([0.2, 1.3, 0.4, 1.1, 0.9, 0.3, 1.2, 0.6, 1.0, 0.8]), aa, 0.5), "within resolution");
+  });
+});
+
+describe("the bench's verdict on a latency against the reference", () => {
+  const SLACK = 0.1;
+
+  test("the A/A is the wider of the two builds' run-to-run spreads", () => {
+    assert.equal(latencyCalibration([10, 10], [8, 10]), 1.25);
+    assert.equal(latencyCalibration([12, 8], [9, 9.5]), 1.5);
+    // A build with one run (or none with a figure) has no spread.
+    assert.equal(latencyCalibration([7], [null, 4]), 1);
+    assert.equal(latencyCalibration([], []), 1);
+  });
+
+  test("an A/A within the slack: the ratio decides, as before", () => {
+    assert.equal(latencyVerdict(1.1, 1.05, SLACK), "met");
+    assert.equal(latencyVerdict(1.12, 1.09, SLACK), "NOT met");
+    // POST /generate at 16 connections in the 15:49 run: both builds' runs within 4%.
+    const aa = latencyCalibration([128.22, 124.18], [95.92, 92.74]);
+    assert.ok(aa < 1.04);
+    assert.equal(latencyVerdict(127.48 / 94.34, aa, SLACK), "NOT met");
+  });
+
+  test("an A/A wider than the slack: NOT met beyond it, met within it, undecided between", () => {
+    // GET /health at 32 connections, p99, in the 15:49 run: the reference's two
+    // runs read 30.5 and 130.4 ms, so fluxgate's 3.95x resolves nothing.
+    const health = latencyCalibration([174.64, 124.4], [30.52, 130.35]);
+    assert.equal(latencyVerdict(129.46 / 32.8, health, SLACK), "within resolution");
+    // GET /image ~100 KB at one connection, p99: both builds' runs within 11%,
+    // fluxgate's 1.62x is beyond 1.1 times that.
+    const image = latencyCalibration([6.85, 7.58], [4.55, 4.22]);
+    assert.ok(image > 1 + SLACK);
+    assert.equal(latencyVerdict(7.4 / 4.55, image, SLACK), "NOT met");
+    // A ratio under 1.1 / A/A is met; one above 1.1 but under 1.1 x A/A is not decided.
+    assert.equal(latencyVerdict(0.8, 1.3, SLACK), "met");
+    assert.equal(latencyVerdict(1.0, 1.3, SLACK), "within resolution");
+    assert.equal(latencyVerdict(1.4, 1.3, SLACK), "within resolution");
+    assert.equal(latencyVerdict(1.5, 1.3, SLACK), "NOT met");
+  });
+
+  test("the report prints the A/A beside each ratio", () => {
+    const section = targetSection({
+      targets: [],
+      environment: { latencySlack: SLACK, latencyRunsPerBuild: 2 },
+      reference: { rev: "bef49d1", sha: "bef49d1e24490dafb2993d30fde09c8a8a7512ff" },
+      latency: { "GET /health c32": { fluxgate: { runs: [{ p99: 174.64 }, { p99: 124.4 }] }, reference: { runs: [{ p99: 30.52 }, { p99: 130.35 }] } } },
+      latencyTargets: [{ name: "GET /health c32", pct: "p99", now: 129.46, before: 32.8, ratio: 3.95, aa: 4.27, result: "within resolution" }],
+    });
+    const latency = section.tables[1];
+    const columns = latency.columns.map((c) => c.title);
+    const row = latency.rows[0];
+    assert.equal(row[columns.indexOf("A/A")], "4.27x");
+    assert.equal(row[columns.indexOf("fluxgate/reference")], "3.95x");
+    assert.equal(row[columns.indexOf("result")], "within resolution");
+    assert.match(section.notes.join("\n"), /A\/A: the larger run over the smaller/);
   });
 });
