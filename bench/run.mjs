@@ -30,10 +30,12 @@
 // 5. Throughput and latency under concurrency with autocannon, on fluxgate
 //    and on the reference build (bench/reference.mjs: the worker as it stood
 //    at BENCH_REFERENCE, default bef49d1, built once and cached in
-//    target/bench-reference/), each in its own Miniflare, in this run: every
-//    phase runs twice per build, interleaved (fluxgate, reference, reference,
-//    fluxgate, the order reversed from one phase to the next). The latency
-//    targets are fluxgate's p50 and p99 over the reference's, phase by phase.
+//    target/bench-reference/), each in its own Miniflare, in this run, the
+//    reference in two (the second one against the first is the A/A): every
+//    phase runs twice per build, interleaved (fluxgate, reference, reference
+//    again, then back, the order reversed from one phase to the next). The
+//    latency targets are fluxgate's p50 and p99 over the reference's, phase
+//    by phase, judged against the A/A (latencyVerdict in bench/paired.mjs).
 //    The POST /generate phases run on the floor as well, interleaved with the
 //    two: its latency over the reference's is what the calls alone cost.
 //    Without a reference build (it failed to build or to answer) the phases
@@ -243,14 +245,18 @@ async function sharePhase(emulator, rustFloors) {
 // ------------------------------------------------------------ autocannon
 //
 // Every latency phase runs on fluxgate and on the reference build (see
-// bench/reference.mjs), each in its own Miniflare, in this run: two runs per
-// build, interleaved (fluxgate, reference, reference, fluxgate, the order
-// reversed from one phase to the next), so that a drift of the machine over
-// the phase weighs on both alike. A build's p50 and p99 are taken over the
+// bench/reference.mjs) in two instances, each in its own Miniflare, in this
+// run: two runs per build, interleaved (fluxgate, reference, reference again,
+// then back, the order reversed from one phase to the next), so that a drift
+// of the machine over the phase weighs on all alike. A build's p50 and p99 are taken over the
 // answers of all its runs together; its rates are the median of its runs.
 
-/** The builds a latency phase runs on: fluxgate, and the reference when it started. */
-const BUILDS = ["fluxgate", "reference"];
+/**
+ * The builds a latency phase runs on: fluxgate, and the reference when it
+ * started, twice, each in its own Miniflare: the second instance against the
+ * first is the latency's A/A, as a second fluxgate is the paired CPU's.
+ */
+const BUILDS = ["fluxgate", "reference", "referenceAgain"];
 /**
  * The POST /generate phases run on the floor too (bench/floor-worker.mjs,
  * fluxgate's KV, R2 and fetch calls in plain JavaScript): its latency over
@@ -388,8 +394,8 @@ async function generationPhases(workers, emulator) {
       (worker) => generateThroughWorker(worker, connections, RUN_SECONDS),
       GENERATE_BUILDS,
     );
-    const { fluxgate, reference, floor, order } = measured;
-    phases.push({ connections, direct, worker: fluxgate, reference, floor, order });
+    const { fluxgate, reference, referenceAgain, floor, order } = measured;
+    phases.push({ connections, direct, worker: fluxgate, reference, referenceAgain, floor, order });
   }
   const sample = await generateOne(workers.fluxgate, GENERATE_INPUT);
   return { input: GENERATE_INPUT, outputBytes: sample.size, contentType: sample.contentType, phases };
@@ -469,6 +475,7 @@ async function imagePhases(workers, itemsByBuild, dir) {
           connections,
           worker: measured.fluxgate,
           reference: measured.reference,
+          referenceAgain: measured.referenceAgain,
           order: measured.order,
           static: staticResult,
           throughputRatio: measured.fluxgate.rps / staticResult.rps,
@@ -534,6 +541,19 @@ async function loadPhases(emulator, reference) {
         delete workers.reference;
       }
     }
+    // The reference again, for the latencies' A/A; without it they are
+    // judged against each build's run-to-run spread alone.
+    if (workers.reference) {
+      let again = null;
+      try {
+        again = Object.assign(await startWorker(emulator.url, reference.script), { label: "reference again", emulatorPid: emulator.pid });
+        itemsByBuild.referenceAgain = await storeImages(again, null);
+        workers.referenceAgain = again;
+      } catch (error) {
+        log(`reference again: left out, ${error.message}`);
+        await again?.mf.dispose().catch(() => {});
+      }
+    }
     const health = await healthPhases(workers);
     const floor = await startWorker(emulator.url, "bench/floor-worker.mjs").catch((error) => {
       log(`floor: it did not start (${error.message}); the POST /generate phases run without it`);
@@ -576,12 +596,17 @@ function overheads(generation) {
 export function latencies(results) {
   const out = {};
   const pick = (m) => m && { p50: m.p50, p99: m.p99, runs: m.runs?.map(({ p50, p99 }) => ({ p50, p99 })) };
-  const put = (name, fluxgate, reference, floor) =>
-    (out[name] = { fluxgate: pick(fluxgate), reference: pick(reference), ...(floor && { floor: pick(floor) }) });
+  const put = (name, { fluxgate, reference, referenceAgain, floor }) =>
+    (out[name] = {
+      fluxgate: pick(fluxgate),
+      reference: pick(reference),
+      ...(referenceAgain && { referenceAgain: pick(referenceAgain) }),
+      ...(floor && { floor: pick(floor) }),
+    });
   if (!results.health) return out;
-  for (const p of results.health) put(`GET /health c${p.connections}`, p.fluxgate, p.reference);
-  for (const p of results.generation.phases) put(`POST /generate c${p.connections}`, p.worker, p.reference, p.floor);
-  for (const p of results.images.phases) put(`GET /image ${p.label} c${p.connections}`, p.worker, p.reference);
+  for (const p of results.health) put(`GET /health c${p.connections}`, p);
+  for (const p of results.generation.phases) put(`POST /generate c${p.connections}`, { ...p, fluxgate: p.worker });
+  for (const p of results.images.phases) put(`GET /image ${p.label} c${p.connections}`, { ...p, fluxgate: p.worker });
   return out;
 }
 
@@ -640,11 +665,12 @@ function targets(results) {
 
 /**
  * Each latency of fluxgate against the reference's in the same phases: no
- * worse = at most (1 + slack) times it, judged against the A/A (how far one
- * build's two runs of the phase came apart) as latencyVerdict says.
+ * worse = at most (1 + slack) times it, judged against the A/A as
+ * latencyVerdict says: the wider of the reference's second instance against
+ * the first and each build's run-to-run spread.
  */
 function latencyTargets(current, reference) {
-  return Object.entries(current).flatMap(([name, { fluxgate, reference: ref, floor }]) =>
+  return Object.entries(current).flatMap(([name, { fluxgate, reference: ref, referenceAgain, floor }]) =>
     ["p50", "p99"].map((pct) => {
       const now = fluxgate?.[pct] ?? null;
       const before = ref?.[pct] ?? null;
@@ -655,9 +681,11 @@ function latencyTargets(current, reference) {
         return { name, pct, now, before: null, floorMs, result: reference?.error ? "no reference" : "no reference figure" };
       }
       const runs = (build) => (build?.runs ?? []).map((run) => run[pct]);
-      const aa = latencyCalibration(runs(fluxgate), runs(ref));
+      const again = referenceAgain?.[pct] ?? null;
+      const aa = latencyCalibration(runs(fluxgate), runs(ref), runs(referenceAgain), [before, again]);
       const ratio = now / before;
-      return { name, pct, now, before, ratio, aa, floorMs, floorRatio, result: latencyVerdict(ratio, aa, LATENCY_SLACK) };
+      const result = latencyVerdict(ratio, aa, LATENCY_SLACK);
+      return { name, pct, now, before, again, ratio, aa, floorMs, floorRatio, result };
     }),
   );
 }

@@ -66,8 +66,10 @@ describe("the interval of the median of rounds", () => {
 describe("the bench's verdict on a latency against the reference", () => {
   const SLACK = 0.1;
 
-  test("the A/A is the wider of the two builds' run-to-run spreads", () => {
+  test("the A/A is the widest of the pairs it is given: the reference's two instances, each build's runs", () => {
     assert.equal(latencyCalibration([10, 10], [8, 10]), 1.25);
+    // Each instance's runs agree, the two instances do not.
+    assert.equal(latencyCalibration([5.7, 4.66], [2.79, 2.93], [5.1, 5.3], [2.88, 5.2]), 5.2 / 2.88);
     assert.equal(latencyCalibration([12, 8], [9, 9.5]), 1.5);
     // A build with one run (or none with a figure) has no spread.
     assert.equal(latencyCalibration([7], [null, 4]), 1);
@@ -106,14 +108,15 @@ describe("the bench's verdict on a latency against the reference", () => {
       environment: { latencySlack: SLACK, latencyRunsPerBuild: 2 },
       reference: { rev: "bef49d1", sha: "bef49d1e24490dafb2993d30fde09c8a8a7512ff" },
       latency: { "GET /health c32": { fluxgate: { runs: [{ p99: 174.64 }, { p99: 124.4 }] }, reference: { runs: [{ p99: 30.52 }, { p99: 130.35 }] } } },
-      latencyTargets: [{ name: "GET /health c32", pct: "p99", now: 129.46, before: 32.8, ratio: 3.95, aa: 4.27, result: "within resolution" }],
+      latencyTargets: [{ name: "GET /health c32", pct: "p99", now: 129.46, before: 32.8, again: 61.2, ratio: 3.95, aa: 4.27, result: "within resolution" }],
     });
     const latency = section.tables[1];
     const columns = latency.columns.map((c) => c.title);
     const row = latency.rows[0];
+    assert.equal(row[columns.indexOf("reference again ms")], "61.20");
     assert.equal(row[columns.indexOf("A/A")], "4.27x");
     assert.equal(row[columns.indexOf("fluxgate/reference")], "3.95x");
     assert.equal(row[columns.indexOf("result")], "within resolution");
-    assert.match(section.notes.join("\n"), /A\/A: the larger run over the smaller/);
+    assert.match(section.notes.join("\n"), /A\/A, the resolution: the reference again against the reference/);
   });
 });
