@@ -37,7 +37,7 @@
 //    latency targets are fluxgate's p50 and p99 over the reference's, phase
 //    by phase, judged against the A/A (latencyVerdict in bench/paired.mjs).
 //    The POST /generate phases run on the floor as well, interleaved with the
-//    two: its latency over the reference's is what the calls alone cost.
+//    others: its latency over the reference's is what the calls alone cost.
 //    Without a reference build (it failed to build or to answer) the phases
 //    run on fluxgate alone and the report says why.
 //
@@ -248,8 +248,9 @@ async function sharePhase(emulator, rustFloors) {
 // bench/reference.mjs) in two instances, each in its own Miniflare, in this
 // run: two runs per build, interleaved (fluxgate, reference, reference again,
 // then back, the order reversed from one phase to the next), so that a drift
-// of the machine over the phase weighs on all alike. A build's p50 and p99 are taken over the
-// answers of all its runs together; its rates are the median of its runs.
+// of the machine over the phase weighs on all alike. A build's p50 and p99
+// are taken over the answers of all its runs together; its rates are the
+// median of its runs.
 
 /**
  * The builds a latency phase runs on: fluxgate, and the reference when it
