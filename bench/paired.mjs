@@ -561,33 +561,32 @@ export function verdict(difference, aa, limit) {
 }
 
 /**
- * A latency's A/A: how far apart the runs of one build came in the same
- * phase, as the larger run over the smaller, the wider of the two builds'
- * (1 when a build has fewer than two runs with a figure).
+ * A latency's A/A: the widest spread, as the larger figure over the smaller,
+ * of the groups of figures given (each build's runs of the phase, the
+ * reference's two instances); 1 when no group has two figures.
  */
-export function latencyCalibration(...runsOfEachBuild) {
-  const spread = (runs) => {
-    const figures = runs.filter((x) => Number.isFinite(x) && x > 0);
-    return figures.length < 2 ? 1 : Math.max(...figures) / Math.min(...figures);
+export function latencyCalibration(...groups) {
+  const spread = (figures) => {
+    const valid = figures.filter((x) => Number.isFinite(x) && x > 0);
+    return valid.length < 2 ? 1 : Math.max(...valid) / Math.min(...valid);
   };
-  return Math.max(1, ...runsOfEachBuild.map(spread));
+  return Math.max(1, ...groups.map(spread));
 }
 
 /**
  * The verdict on "fluxgate's latency at most (1 + slack) times the
- * reference's", read as `verdict` reads a CPU difference, on the ratios'
- * logarithms: the resolution is the A/A (latencyCalibration). While it is
- * within the slack, met when the ratio is; when it is wider, NOT met only
+ * reference's": `verdict` on the logarithms, the ratio as the difference and
+ * the A/A (latencyCalibration) as its calibration either way. While the A/A
+ * is within the slack, met when the ratio is; when it is wider, NOT met only
  * above (1 + slack) times the A/A, met only under (1 + slack) over it, and
  * within resolution between.
  */
 export function latencyVerdict(ratio, aa, slack) {
-  const limit = 1 + slack;
-  const resolution = Math.max(1, aa);
-  if (resolution > limit) {
-    if (ratio > limit * resolution) return "NOT met";
-    if (ratio < limit / resolution) return "met";
-    return "within resolution";
-  }
-  return ratio <= limit ? "met" : "NOT met";
+  const difference = Math.log(ratio);
+  const resolution = Math.log(Math.max(1, aa));
+  return verdict(
+    { median: difference, min: difference, max: difference },
+    { min: -resolution, max: resolution },
+    Math.log(1 + slack),
+  );
 }
