@@ -1,5 +1,6 @@
 // Renders the results as aligned text tables (stdout) or Markdown (LATEST.md).
 import { intervalCoverage, median, verdict } from "./paired.mjs";
+import { WORKER_GROUPS } from "./worker-share.mjs";
 
 const fixed = (digits) => (v) => (v == null || !Number.isFinite(v) ? "-" : v.toFixed(digits));
 const ms = fixed(2);
@@ -215,11 +216,12 @@ export function shareSection(r) {
   if (!sh) return null;
   const title = "The worker's share of the main thread, sampled (bench/worker-share.mjs), ms per generation";
   if (sh.error) return { title, notes: [`not measured: ${sh.error}`] };
-  // Groups in bench/worker-share.mjs's order: own instructions, crossing,
-  // the runtime under the calls (the worker's share), Miniflare, the rest.
+  // The worker's share by its groups (own instructions, crossing, the
+  // runtime under its calls), then the rest of the main thread.
   const row = (label, { a, b }) => {
-    const [own, crossing, runtime, miniflare, nothing] = Object.values(a.groups).map((v, i) => v - Object.values(b.groups)[i]);
-    return [label, ms(a.share), ms(b.share), sms(a.share - b.share), sms(own), sms(crossing), sms(runtime), sms(miniflare + nothing), sms(a.main - b.main)];
+    const [own, crossing, runtime] = WORKER_GROUPS.map((g) => sms(a.groups[g] - b.groups[g]));
+    const rest = a.main - a.share - (b.main - b.share);
+    return [label, ms(a.share), ms(b.share), sms(a.share - b.share), own, crossing, runtime, sms(rest), sms(a.main - b.main)];
   };
   return {
     title,
