@@ -236,7 +236,7 @@ export function shareSection(r) {
       ),
     ],
     notes: [
-      `perf samples of workerd's main thread (V8's perf map naming the wasm and the JavaScript; fluxgate built with its names, as shipped otherwise, in target/bench-named/), ${sh.generations} generations on each of ${sh.isolates} new isolates a side after 4, the sides' isolates interleaved; ${fixed(0)(sh.seconds)} s`,
+      `perf samples of workerd's main thread (V8's perf map naming the wasm and the JavaScript; fluxgate built with its names, as shipped otherwise, in target/bench-named/), ${sh.generations} generations on each of ${sh.isolates} new isolates a side after ${sh.warmup}, the sides' isolates interleaved; ${fixed(0)(sh.seconds)} s`,
       "share: the samples with the worker's code on the stack: its own instructions (wasm, or the floor's JavaScript), crossing between wasm and JavaScript (the glue's JavaScript, V8's wasm builtins entered from wasm), the runtime under its calls; the rest of the main thread: Miniflare's local KV, R2 and entry, the event loop, I/O and the simulators' storage (on Cloudflare not on the worker's thread)",
       "share diff is far steadier than the whole thread (the A/A row is its resolution); the CPU target is judged on the paired figures above, this is the closer estimate of what a generation costs the worker's own thread",
       "fluxgate - floor in Rust (lean): what fluxgate's own code adds on the stack's leanest known way of making the floor's calls (bench/floor-rs/, the same build as the stack's section above, with its names)",

@@ -224,6 +224,7 @@ async function sharePhase(emulator, rustFloors) {
   const named = namedBuild({ log });
   if (named.error) return { error: `no build with names: ${named.error}` };
   const lean = rustFloors.find((b) => b.variant === "lean" && b.namedScript);
+  const sampling = { isolates: 8, generations: 24, warmup: 4 };
   const phase = {};
   const others = [
     ["floor", "bench/floor-worker.mjs", "floor"],
@@ -233,13 +234,13 @@ async function sharePhase(emulator, rustFloors) {
   try {
     for (const [key, other, label] of others) {
       log(`the worker's share, fluxgate - ${label}`);
-      const [a, b] = await workerShare(emulator.url, named.script, other, { log: (m) => log(`the worker's share: ${m}`) });
+      const [a, b] = await workerShare(emulator.url, named.script, other, { ...sampling, log: (m) => log(`the worker's share: ${m}`) });
       phase[key] = { a, b };
     }
   } catch (error) {
     return { error: error.message };
   }
-  return { ...phase, isolates: 8, generations: 24, seconds: (performance.now() - started) / 1000 };
+  return { ...phase, ...sampling, seconds: (performance.now() - started) / 1000 };
 }
 
 // ------------------------------------------------------------ autocannon

@@ -76,6 +76,7 @@ describe("the report's section on the worker's share", () => {
       aa: { a: side(0.55, 0.2, 1.0, 3.0, 9.0), b: side(0.54, 0.21, 1.02, 3.5, 8.0) },
       isolates: 8,
       generations: 24,
+      warmup: 4,
       seconds: 98,
     },
   };
@@ -85,7 +86,7 @@ describe("the report's section on the worker's share", () => {
     const [floor, aa] = tables[0].rows;
     assert.deepEqual(floor, ["fluxgate - floor", "1.75", "0.56", "+1.190", "+0.540", "+0.200", "+0.450", "+0.400", "+1.590"]);
     assert.deepEqual(aa.slice(0, 4), ["fluxgate - fluxgate (A/A)", "1.75", "1.77", "-0.020"]);
-    assert.match(notes[0], /24 generations on each of 8 new isolates a side/);
+    assert.match(notes[0], /24 generations on each of 8 new isolates a side after 4,/);
   });
 
   test("the floor in Rust's row, between the floor's and the A/A, when it was measured", () => {
